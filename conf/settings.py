@@ -1,0 +1,73 @@
+"""The root settings object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from conf.evaluation import EvaluationSettings
+from conf.index import IndexSettings
+from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
+from conf.ranker import RankerSettings
+from conf.serving import ServingSettings
+from conf.types import PositiveInt, Section
+
+
+class SparkSettings(Section):
+    """How jobs get a Spark session."""
+
+    master: str = "local[*]"
+    """Spark master URL (``local[*]``, ``yarn``, ``k8s://...``, ``spark://...``)."""
+    app_name: str = "recpipe"
+    shuffle_partitions: PositiveInt = 8
+    """``spark.sql.shuffle.partitions``; small on one machine, larger on a cluster."""
+    driver_memory: str = "4g"
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Any further Spark conf, passed through verbatim."""
+
+
+class LakeSettings(Section):
+    """Where tables live and how they are written."""
+
+    engine: Literal["deltalake", "delta-spark"] = "deltalake"
+    """``deltalake`` (delta-rs, default) or ``delta-spark`` (needs the Delta jars)."""
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    """Object-store credentials/options passed to delta-rs (S3/GCS/ABFS)."""
+
+
+class Settings(Section):
+    """Everything a recpipe entry point needs, loaded once and passed down."""
+
+    env: str = "local"
+    """Profile the settings came from (``local``, ``cluster``, ...)."""
+    lake_root: str
+    """Root of the Delta lake: a local folder or an object-store URI."""
+    data_dir: str = "var/data"
+    """Cache of downloaded datasets and converted inputs."""
+    seed: int = 42
+    """Seed for every random choice in the pipeline."""
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    matrix: MatrixSettings = Field(default_factory=MatrixSettings)
+    als: AlsSettings = Field(default_factory=AlsSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    ranker: RankerSettings = Field(default_factory=RankerSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    @field_validator("lake_root", "data_dir")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    def lake_path(self, *parts: str) -> str:
+        """Join ``parts`` under ``lake_root`` (works for local folders and URIs)."""
+        root = self.lake_root.rstrip("/")
+        if "://" not in root:
+            root = str(Path(root).resolve())
+        return "/".join([root, *parts])

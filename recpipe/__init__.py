@@ -1,0 +1,1 @@
+"""recpipe: the command-line front of the pipeline (see ``recpipe --help``)."""

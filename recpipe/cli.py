@@ -1,0 +1,58 @@
+"""The ``recpipe`` command: one front for every entry point.
+
+Each subcommand names the module whose ``main(argv) -> int`` it runs; modules are imported
+only when their command is called, so ``recpipe --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("jobs.datasets.cli", "fetch or generate datasets (movielens-100k, ml-1m, synth)"),
+    "ingest": ("jobs.ingest", "validate events into bronze/silver, bad rows to quarantine"),
+    "load-catalog": ("jobs.catalog", "load items and users into silver/items and silver/users"),
+    "matrix": ("jobs.training_matrix", "build gold/training_matrix for a date"),
+    "embeddings": ("jobs.embeddings", "fit ALS user/item embeddings for a date"),
+    "content": ("jobs.content", "content vectors for items"),
+    "popularity": ("jobs.popularity", "time-decayed popularity per segment"),
+    "covisitation": ("jobs.covisitation", "item co-visitation within sessions"),
+    "index": ("serving_export.build_index", "build sharded FAISS indexes"),
+    "candidates": ("jobs.candidates", "multi-strategy candidate generation"),
+    "topn": ("jobs.topn", "precompute top-N per surface and similar items"),
+    "ranker": ("training.cli", "ranker examples, training and export"),
+    "evaluate": ("evaluation.offline", "offline evaluation of a model version"),
+    "gate": ("evaluation.gate", "promotion gate against the champion"),
+    "report": ("evaluation.report", "HTML report with plots"),
+    "release": ("serving_export.release_cli", "release build|list|show|publish|rollback|prune"),
+    "serve": ("serving_export.service", "run the lookup service"),
+    "run": ("recpipe.run", "run a DAG's tasks without a scheduler (run nightly --date D)"),
+    "summary": ("jobs.summary", "print every table in the lake (rows, partitions, version)"),
+    "bench": ("bench.cli", "benchmarks: als, ann, topn, quality, ranker, serve"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: recpipe COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``argv[0]`` to its module's ``main(argv[1:])``; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"recpipe: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
