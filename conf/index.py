@@ -2,8 +2,46 @@
 
 from __future__ import annotations
 
-from conf.types import Section
+from pydantic import Field, field_validator
+
+from conf.types import Fraction, NonNegInt, PositiveInt, Section
 
 
 class IndexSettings(Section):
     """FAISS index building (sharded HNSW), owned by serving_export/faiss."""
+
+    shards: PositiveInt = 4
+    """Number of HNSW shards the item vectors are split into (contiguous ranges of rows)."""
+    hnsw_m: PositiveInt = 32
+    """HNSW graph degree ``M`` (links per node); more gives higher recall, bigger index."""
+    ef_construction: PositiveInt = 200
+    """``efConstruction``: breadth of the search while inserting; more is slower, better."""
+    recall_k: PositiveInt = 100
+    """``k`` of the recall@k that tuning measures against exact inner-product search."""
+    recall_target: Fraction = 0.98
+    """Recall@``recall_k`` the tuned ``efSearch`` must reach on the sampled queries."""
+    ef_search_candidates: list[PositiveInt] = Field(
+        default_factory=lambda: [32, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
+    )
+    """``efSearch`` values tried in increasing order; the first meeting the target wins."""
+    tune_queries: PositiveInt = 1000
+    """Number of real query (user) vectors sampled, with ``seed``, to measure recall."""
+    seed: int = 42
+    """Seed for the query sample used in tuning."""
+    threads: NonNegInt = 0
+    """OpenMP threads FAISS may use (build and search); 0 keeps FAISS's default (all cores)."""
+    mmap: bool = False
+    """Open shards memory-mapped (``faiss.IO_FLAG_MMAP``) instead of reading them into RAM."""
+    use_gpu: bool = False
+    """Copy shards to the GPU for search when FAISS was built with CUDA (faiss-gpu)."""
+    exact_block_rows: PositiveInt = 1024
+    """Query rows scored per block by the exact blocked top-k (``jobs.topk``)."""
+
+    @field_validator("ef_search_candidates")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("must not be empty")
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"must be strictly increasing, got {value}")
+        return value

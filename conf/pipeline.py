@@ -24,6 +24,9 @@ class IngestSettings(Section):
     """Highest valid rating value."""
     max_dwell_s: PositiveFloat = 86400.0
     """Longest valid dwell time in seconds for view events."""
+    max_quarantine_share: Fraction = 0.05
+    """The check after ingest fails the run if more than this share of a day's raw events
+    was quarantined (a broken upstream feed should stop the night, not train on scraps)."""
 
 
 class MatrixSettings(Section):

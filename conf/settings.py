@@ -14,6 +14,8 @@ from conf.ranker import RankerSettings
 from conf.serving import ServingSettings
 from conf.types import PositiveInt, Section
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 
 class SparkSettings(Section):
     """How jobs get a Spark session."""
@@ -46,6 +48,8 @@ class Settings(Section):
     """Root of the Delta lake: a local folder or an object-store URI."""
     data_dir: str = "var/data"
     """Cache of downloaded datasets and converted inputs."""
+    landing: str = "var/landing"
+    """Folder where new event files and catalogue snapshots arrive for ingest."""
     seed: int = 42
     """Seed for every random choice in the pipeline."""
     spark: SparkSettings = Field(default_factory=SparkSettings)
@@ -65,9 +69,18 @@ class Settings(Section):
             raise ValueError("must not be empty")
         return value
 
+    def resolve(self, path: str) -> str:
+        """A configured path made absolute: URIs unchanged, relative folders taken from the
+        project root (the folder holding ``conf/``), never from the current directory."""
+        if "://" in path:
+            return path.rstrip("/")
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else (PROJECT_ROOT / p).resolve())
+
     def lake_path(self, *parts: str) -> str:
         """Join ``parts`` under ``lake_root`` (works for local folders and URIs)."""
-        root = self.lake_root.rstrip("/")
-        if "://" not in root:
-            root = str(Path(root).resolve())
-        return "/".join([root, *parts])
+        return "/".join([self.resolve(self.lake_root), *parts])
+
+    def data_path(self, *parts: str) -> Path:
+        """A local path under ``data_dir``."""
+        return Path(self.resolve(self.data_dir), *parts)

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("jobs.datasets.cli", "fetch or generate datasets (movielens-100k, ml-1m, synth)"),
     "ingest": ("jobs.ingest", "validate events into bronze/silver, bad rows to quarantine"),
     "load-catalog": ("jobs.catalog", "load items and users into silver/items and silver/users"),
+    "check": ("jobs.quality", "data-quality gate after ingest (quarantine share)"),
     "matrix": ("jobs.training_matrix", "build gold/training_matrix for a date"),
     "embeddings": ("jobs.embeddings", "fit ALS user/item embeddings for a date"),
     "content": ("jobs.content", "content vectors for items"),
@@ -54,5 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from conf import ConfigError
+
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except ConfigError as exc:
+        print(f"recpipe {name}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,26 @@
+"""Argument helpers shared by the job entry points."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from conf import Settings, load_settings
+
+
+def parse_ds(text: str) -> str:
+    """Validate a logical date ``YYYY-MM-DD`` (argparse type)."""
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", help="config profile (default: RECPIPE_ENV or local)")
+    parser.add_argument("--lake-root", help="override lake_root")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {"lake_root": args.lake_root} if getattr(args, "lake_root", None) else None
+    return load_settings(env=getattr(args, "env", None), overrides=overrides)

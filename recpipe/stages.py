@@ -1,0 +1,51 @@
+"""The pipeline's stages: one list that both the Airflow DAGs and ``recpipe run`` use.
+
+A stage is one ``recpipe`` command with placeholders: ``{ds}`` (the logical date),
+``{landing}`` (the folder new events, items and users arrive in) and ``{dataset}`` (a public
+dataset to fetch into the landing folder first; empty in production).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One task: its id, ``recpipe`` arguments, upstream task ids and resource class."""
+
+    task_id: str
+    args: tuple[str, ...]
+    upstream: tuple[str, ...] = ()
+    spark: bool = False
+    """Uses a Spark session (runs in the ``spark`` pool so two don't overrun a machine)."""
+    only_if: str | None = None
+    """Run only when this placeholder is non-empty (e.g. ``dataset``)."""
+
+    def argv(self, **values: str) -> list[str]:
+        """The command's arguments with placeholders filled from ``values``."""
+        return [a.format(**values) for a in self.args]
+
+
+NIGHTLY: tuple[Stage, ...] = (
+    Stage("fetch_data", ("data", "fetch", "{dataset}", "--out", "{landing}"),
+          only_if="dataset"),
+    Stage("ingest_events", ("ingest", "--source", "{landing}/events.parquet", "--ds", "{ds}"),
+          ("fetch_data",), spark=True),
+    Stage("load_catalog", ("load-catalog", "--items", "{landing}/items.parquet",
+                           "--users", "{landing}/users.parquet", "--ds", "{ds}"),
+          ("fetch_data",)),
+    Stage("check_quality", ("check", "--ds", "{ds}"), ("ingest_events",)),
+    Stage("training_matrix", ("matrix", "--ds", "{ds}"), ("check_quality", "load_catalog"),
+          spark=True),
+)
+
+
+def bash_command(stage: Stage, recpipe: str, values: dict[str, str]) -> str:
+    """A shell command line for ``stage`` (values may be Jinja templates for Airflow)."""
+    cmd = " ".join([shlex.quote(recpipe), *(shlex.quote(a) for a in stage.argv(**values))])
+    if stage.only_if:
+        guard = values[stage.only_if]
+        return f'if [ -n "{guard}" ]; then {cmd}; else echo "no {stage.only_if}: skipped"; fi'
+    return cmd

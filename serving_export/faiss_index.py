@@ -1,0 +1,507 @@
+"""Sharded inner-product HNSW indexes over item vectors (FAISS), tuned against exact search.
+
+Shapes: N items, D dimensions, Q queries, k results, S shards.
+
+The item vectors are split into S contiguous row ranges; each shard is an
+``IndexHNSWFlat`` (inner product) whose local ids ``0..n_s-1`` map to external item ids
+through the shard's int64 id map. A search asks every shard for its own top ``k`` and merges
+them into the global top ``k`` (score descending, then external id ascending). Numpy in,
+indexes and paths out (faiss contrib style): no Spark and no lake I/O here.
+
+On disk an index is a directory written once: ``shard-000.faiss`` ... (FAISS's own format),
+``shard-000.ids.npy`` ... (``allow_pickle=False``) and ``meta.json`` (parameters, the tuned
+``efSearch`` and the recall measured for it). It is written into a temporary sibling and
+renamed into place, so a reader never sees a half-written index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from conf.index import IndexSettings
+from serving_export.faiss_errors import (
+    IndexCorrupt,
+    IndexDirectoryNotEmpty,
+    RecallTargetNotMet,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "recpipe-sharded-hnsw"
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Outcome of :func:`tune_ef_search`: the chosen ``efSearch`` and the recall it gave."""
+
+    ef_search: int
+    recall: float
+    """Mean recall@``k`` of the sharded index against exact search on the sampled queries."""
+    k: int
+    queries: int
+    """Number of query vectors the recall was measured on."""
+    target: float
+    measured: dict[int, float] = field(default_factory=dict)
+    """Recall per ``efSearch`` tried, in order."""
+
+
+@contextlib.contextmanager
+def omp_threads(threads: int) -> Iterator[None]:
+    """Let FAISS use ``threads`` OpenMP threads inside the block (0: leave as is)."""
+    if threads <= 0:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _as_vectors(values: np.ndarray, name: str) -> np.ndarray:
+    out = np.ascontiguousarray(values, dtype=np.float32)
+    if out.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} hold NaN or infinite values")
+    return out
+
+
+def _to_gpu(index: faiss.Index, what: str, keep: list[object]) -> faiss.Index:
+    """Copy ``index`` to GPU 0 when FAISS has CUDA devices; else log and return it unchanged."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        logger.warning("use_gpu is set but FAISS sees no GPU; %s stays on the CPU", what)
+        return index
+    resources = faiss.StandardGpuResources()
+    try:
+        moved = faiss.index_cpu_to_gpu(resources, 0, index)
+    except RuntimeError as exc:  # e.g. HNSW has no GPU implementation in stock faiss-gpu
+        logger.warning("%s cannot move to the GPU (%s); it stays on the CPU", what, exc)
+        return index
+    keep.append(resources)  # the resources must outlive the GPU index
+    return moved
+
+
+class ShardedIndex:
+    """S inner-product HNSW shards, each with its id map, searched as one index.
+
+    Args:
+        shards: the S FAISS indexes (CPU), all of dimension D.
+        id_maps: S int64 arrays; ``id_maps[s][local]`` is the external id of shard s's row.
+        hnsw_m: the shards' HNSW ``M``.
+        ef_construction: the shards' ``efConstruction``.
+        ef_search: default ``efSearch`` of :meth:`search`.
+        tuning: how ``ef_search`` was chosen, if it was tuned.
+        use_gpu: search on the GPU where FAISS can (falls back to the CPU with a warning).
+
+    Raises:
+        ValueError: shard and id-map counts or sizes differ, or dimensions disagree.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[faiss.Index],
+        id_maps: Sequence[np.ndarray],
+        hnsw_m: int,
+        ef_construction: int,
+        ef_search: int,
+        tuning: Tuning | None = None,
+        use_gpu: bool = False,
+    ) -> None:
+        if not shards or len(shards) != len(id_maps):
+            raise ValueError(f"need one id map per shard, got {len(shards)} shards and "
+                             f"{len(id_maps)} id maps")
+        dims = {shard.d for shard in shards}
+        if len(dims) != 1:
+            raise ValueError(f"shards have different dimensions {sorted(dims)}")
+        for number, (shard, ids) in enumerate(zip(shards, id_maps, strict=True)):
+            if shard.ntotal != len(ids):
+                raise ValueError(f"shard {number} holds {shard.ntotal} vectors but its id map "
+                                 f"{len(ids)} ids")
+        self.shards = list(shards)
+        self.id_maps = list(id_maps)
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.tuning = tuning
+        self._gpu_resources: list[object] = []
+        self._search_shards = (
+            [_to_gpu(s, f"shard {n}", self._gpu_resources) for n, s in enumerate(self.shards)]
+            if use_gpu else self.shards
+        )
+
+    @property
+    def dim(self) -> int:
+        """D, the vector dimension."""
+        return int(self.shards[0].d)
+
+    @property
+    def ntotal(self) -> int:
+        """N, the number of indexed items over all shards."""
+        return sum(int(shard.ntotal) for shard in self.shards)
+
+    def search(
+        self, queries: np.ndarray, k: int, ef_search: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k`` items by inner product for each query.
+
+        Args:
+            queries: (Q, D) query vectors.
+            k: results per query; slots beyond what the index returns hold id -1.
+            ef_search: HNSW ``efSearch`` for this call; default ``self.ef_search``.
+
+        Returns:
+            ``(ids, scores)``: (Q, k) int64 external item ids and (Q, k) float32 inner
+            products, best first (ties: lower id first); padding is id -1, score ``-inf``.
+
+        Raises:
+            ValueError: ``k`` < 1, ``ef_search`` < 1, or the queries' shape is wrong.
+        """
+        q = _as_vectors(queries, "queries")
+        if q.shape[1] != self.dim:
+            raise ValueError(f"queries have {q.shape[1]} dimensions, the index {self.dim}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        ef = self.ef_search if ef_search is None else ef_search
+        if ef < 1:
+            raise ValueError(f"ef_search must be >= 1, got {ef}")
+        params = faiss.SearchParametersHNSW(efSearch=ef)
+        all_ids, all_scores = [], []
+        for shard, id_map in zip(self._search_shards, self.id_maps, strict=True):
+            if shard.ntotal == 0:
+                continue
+            scores, local = shard.search(q, min(k, shard.ntotal), params=params)
+            found = local >= 0
+            all_ids.append(np.where(found, np.asarray(id_map)[np.maximum(local, 0)], -1))
+            all_scores.append(np.where(found, scores, -np.inf).astype(np.float32))
+        ids = np.concatenate(all_ids, axis=1)
+        scores = np.concatenate(all_scores, axis=1)
+        if ids.shape[1] < k:
+            pad = k - ids.shape[1]
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        # Best first, ties by external id; padding (-1, -inf) sorts last.
+        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores), axis=1)
+        order = order[:, :k]
+        return (np.take_along_axis(ids, order, axis=1),
+                np.take_along_axis(scores, order, axis=1))
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The indexed vectors and their external ids, shard by shard.
+
+        Returns:
+            ``(vectors, ids)``: (N, D) float32 read back from the shards' flat storage and
+            (N,) int64 external ids.
+        """
+        parts = [shard.reconstruct_n(0, shard.ntotal) for shard in self.shards if shard.ntotal]
+        vectors = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
+        return vectors, np.concatenate([np.asarray(ids) for ids in self.id_maps])
+
+    def meta(self) -> dict[str, object]:
+        """The JSON-able description written as ``meta.json``."""
+        tuning = None
+        if self.tuning is not None:
+            tuning = asdict(self.tuning)
+            tuning["measured"] = {str(ef): r for ef, r in self.tuning.measured.items()}
+        return {
+            "format": FORMAT, "version": FORMAT_VERSION, "metric": "inner_product",
+            "dim": self.dim, "count": self.ntotal, "partition": "contiguous",
+            "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search, "tuning": tuning,
+            "shards": [
+                {"index": f"shard-{n:03d}.faiss", "ids": f"shard-{n:03d}.ids.npy",
+                 "count": int(shard.ntotal)}
+                for n, shard in enumerate(self.shards)
+            ],
+        }
+
+    def save(self, directory: Path | str) -> Path:
+        """Write the index into ``directory``, which must not exist or be empty.
+
+        Returns:
+            The directory written.
+
+        Raises:
+            IndexDirectoryNotEmpty: ``directory`` exists and holds something, or is a file.
+        """
+        target = Path(directory)
+        _check_fresh(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            meta = self.meta()
+            for entry, shard, ids in zip(meta["shards"], self.shards, self.id_maps, strict=True):
+                faiss.write_index(shard, str(staging / entry["index"]))
+                np.save(staging / entry["ids"], np.asarray(ids, dtype=np.int64),
+                        allow_pickle=False)
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            try:
+                os.rename(staging, target)  # atomic; replaces an empty directory
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise IndexDirectoryNotEmpty(f"{target} was filled while writing") from exc
+                raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        logger.info("wrote %d shards (%d items) to %s", len(self.shards), self.ntotal, target)
+        return target
+
+    @classmethod
+    def load(
+        cls, directory: Path | str, mmap: bool = False, use_gpu: bool = False
+    ) -> ShardedIndex:
+        """Open an index written by :meth:`save`.
+
+        Args:
+            directory: the index directory.
+            mmap: map the shards' vectors and the id maps from disk instead of reading them.
+            use_gpu: search on the GPU where FAISS can.
+
+        Raises:
+            IndexCorrupt: ``meta.json`` is missing or malformed, a file it names is missing,
+                or a shard's size differs from its id map or the meta.
+        """
+        folder = Path(directory)
+        meta = _read_meta(folder)
+        flags = 0
+        if mmap:  # IO_FLAG_MMAP_IFC maps the flat vector storage of IndexHNSWFlat
+            flags = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP) | faiss.IO_FLAG_READ_ONLY
+        shards, id_maps = [], []
+        for entry in meta["shards"]:
+            index_path, ids_path = folder / entry["index"], folder / entry["ids"]
+            for path in (index_path, ids_path):
+                if not path.is_file():
+                    raise IndexCorrupt(f"{folder}: {path.name} named in {META_FILE} is missing")
+            shard = faiss.read_index(str(index_path), flags)
+            ids = np.load(ids_path, allow_pickle=False, mmap_mode="r" if mmap else None)
+            sizes = {int(shard.ntotal), len(ids), entry["count"]}
+            if ids.dtype != np.int64 or ids.ndim != 1 or len(sizes) != 1:
+                raise IndexCorrupt(f"{folder}: {entry['index']} holds {shard.ntotal} vectors, "
+                                   f"{entry['ids']} {ids.shape} {ids.dtype}, meta {entry['count']}")
+            shards.append(shard)
+            id_maps.append(ids)
+        tuning = meta.get("tuning")
+        if tuning is not None:
+            tuning = Tuning(**{**tuning, "measured": {
+                int(ef): float(r) for ef, r in tuning["measured"].items()}})
+        return cls(shards, id_maps, hnsw_m=meta["hnsw_m"],
+                   ef_construction=meta["ef_construction"], ef_search=meta["ef_search"],
+                   tuning=tuning, use_gpu=use_gpu)
+
+
+def _check_fresh(target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise IndexDirectoryNotEmpty(
+            f"{target} exists and is not an empty directory; an index is written once, "
+            f"into a fresh directory"
+        )
+
+
+def _read_meta(folder: Path) -> dict:
+    path = folder / META_FILE
+    if not path.is_file():
+        raise IndexCorrupt(f"{folder}: no {META_FILE}; not a sharded index directory")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IndexCorrupt(f"{path} is not valid JSON: {exc}") from exc
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise IndexCorrupt(f"{path}: format {meta.get('format')!r} version "
+                           f"{meta.get('version')!r}, expected {FORMAT!r} {FORMAT_VERSION}")
+    missing = {"shards", "hnsw_m", "ef_construction", "ef_search"} - meta.keys()
+    if missing:
+        raise IndexCorrupt(f"{path} lacks {sorted(missing)}")
+    return meta
+
+
+def build_sharded_hnsw(
+    vectors: np.ndarray,
+    item_ids: np.ndarray,
+    shards: int,
+    hnsw_m: int,
+    ef_construction: int,
+    ef_search: int,
+    threads: int = 0,
+) -> ShardedIndex:
+    """Build S inner-product HNSW shards over contiguous row ranges of ``vectors``.
+
+    Args:
+        vectors: (N, D) item vectors.
+        item_ids: (N,) unique external ids (int64) of the rows.
+        shards: S; more than N gives N shards of one item.
+        hnsw_m: HNSW ``M``.
+        ef_construction: HNSW ``efConstruction``.
+        ef_search: the index's default ``efSearch`` (see :func:`tune_ef_search`).
+        threads: FAISS OpenMP threads while adding (0: FAISS's default). With more than one
+            thread, HNSW insertion order, and so the graph, may differ between runs.
+
+    Raises:
+        ValueError: no vectors, ids not (N,) or not unique, or a parameter below 1.
+    """
+    x = _as_vectors(vectors, "vectors")
+    ids = np.asarray(item_ids)
+    if x.shape[0] == 0:
+        raise ValueError("vectors must hold at least one row")
+    if ids.shape != (x.shape[0],) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"item_ids must be ({x.shape[0]},) integers, got {ids.shape} {ids.dtype}")
+    if np.unique(ids).size != ids.size:
+        raise ValueError("item_ids must be unique")
+    for name, value in (("shards", shards), ("hnsw_m", hnsw_m),
+                        ("ef_construction", ef_construction), ("ef_search", ef_search)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    count = min(shards, x.shape[0])
+    built, id_maps = [], []
+    with omp_threads(threads):
+        for rows in np.array_split(np.arange(x.shape[0]), count):
+            shard = faiss.IndexHNSWFlat(x.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            shard.hnsw.efConstruction = ef_construction
+            shard.add(x[rows[0] : rows[-1] + 1])
+            built.append(shard)
+            id_maps.append(ids[rows].astype(np.int64))
+    logger.info("built %d HNSW%d shards over %d x %d vectors", count, hnsw_m, *x.shape)
+    return ShardedIndex(built, id_maps, hnsw_m, ef_construction, ef_search)
+
+
+def exact_search(
+    vectors: np.ndarray, queries: np.ndarray, k: int, use_gpu: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` rows by inner product with ``IndexFlatIP`` (the ANN ground truth).
+
+    Returns:
+        ``(rows, scores)``: (Q, k) int64 row numbers of ``vectors`` (-1 past N) and scores.
+    """
+    x = _as_vectors(vectors, "vectors")
+    flat = faiss.IndexFlatIP(x.shape[1])
+    keep: list[object] = []
+    if use_gpu:
+        flat = _to_gpu(flat, "the exact index", keep)
+    flat.add(x)
+    scores, rows = flat.search(_as_vectors(queries, "queries"), k)
+    return rows.astype(np.int64), scores
+
+
+def ann_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row's true neighbours that were found (ANN recall@k).
+
+    Args:
+        found: (Q, k) ids returned by the approximate search (-1 for none).
+        truth: (Q, k) ids of the exact top-k (-1 for none); rows hold no repeated id.
+
+    Returns:
+        The mean over queries of ``|found ∩ truth| / |truth|`` (-1 ignored); NaN if Q is 0.
+    """
+    if found.shape != truth.shape:
+        raise ValueError(f"found {found.shape} and truth {truth.shape} differ in shape")
+    if found.shape[0] == 0:
+        return float("nan")
+    both = np.sort(np.concatenate([found, truth], axis=1), axis=1)
+    hits = np.count_nonzero((both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0), axis=1)
+    size = np.maximum(np.count_nonzero(truth >= 0, axis=1), 1)
+    return float(np.mean(hits / size))
+
+
+def tune_ef_search(
+    index: ShardedIndex,
+    queries: np.ndarray,
+    k: int,
+    target: float,
+    candidates: Sequence[int],
+    sample: int,
+    seed: int,
+    use_gpu: bool = False,
+) -> Tuning:
+    """Raise ``efSearch`` through ``candidates`` until recall@``k`` reaches ``target``.
+
+    The truth is exact inner-product search (``IndexFlatIP``) over the index's own vectors,
+    for ``sample`` query vectors drawn without replacement (with ``seed``) from ``queries``.
+    On success the index's ``ef_search`` and ``tuning`` are set.
+
+    Args:
+        index: the sharded index to tune (changed in place on success).
+        queries: (Q, D) real query vectors (e.g. user embeddings).
+        k: the recall's k (capped at N).
+        target: the recall to reach, e.g. 0.98.
+        candidates: increasing ``efSearch`` values to try.
+        sample: how many queries to measure on (all if fewer).
+        seed: seed of the query sample.
+        use_gpu: run the exact search on the GPU where FAISS can.
+
+    Returns:
+        The chosen ``efSearch``, its recall, and the recall of each value tried.
+
+    Raises:
+        RecallTargetNotMet: no candidate reached ``target`` (the best one is named).
+        ValueError: empty or non-increasing candidates, ``k``/``sample`` < 1, no queries.
+    """
+    q = _as_vectors(queries, "queries")
+    if not candidates or any(b <= a for a, b in zip(candidates, candidates[1:], strict=False)):
+        raise ValueError(f"candidates must be non-empty and increasing, got {list(candidates)}")
+    if candidates[0] < 1 or k < 1 or sample < 1 or q.shape[0] == 0:
+        raise ValueError(f"need efSearch >= 1, k >= 1, sample >= 1 and queries; got "
+                         f"{candidates[0]}, {k}, {sample}, {q.shape[0]} queries")
+    rng = np.random.default_rng(seed)
+    picked = q[np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))]
+    vectors, ids = index.vectors()
+    k = min(k, index.ntotal)
+    rows, _ = exact_search(vectors, picked, k, use_gpu=use_gpu)
+    truth = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
+    measured: dict[int, float] = {}
+    for ef in candidates:
+        found, _ = index.search(picked, k, ef_search=ef)
+        measured[int(ef)] = round(ann_recall(found, truth), 6)
+        logger.info("efSearch %d: recall@%d %.4f on %d queries", ef, k, measured[ef], len(picked))
+        if measured[ef] >= target:
+            tuning = Tuning(int(ef), measured[ef], k, len(picked), target, measured)
+            index.ef_search, index.tuning = int(ef), tuning
+            return tuning
+    raise RecallTargetNotMet(target, measured)
+
+
+def build_index(
+    vectors: np.ndarray,
+    item_ids: np.ndarray,
+    settings: IndexSettings,
+    queries: np.ndarray | None = None,
+) -> ShardedIndex:
+    """Build the sharded index as configured and, given query vectors, tune its ``efSearch``.
+
+    Args:
+        vectors: (N, D) item vectors.
+        item_ids: (N,) external item ids.
+        settings: the ``index`` settings section.
+        queries: (Q, D) real query vectors to tune on; without them ``efSearch`` is the
+            largest candidate and no recall is recorded.
+
+    Raises:
+        RecallTargetNotMet: tuning could not reach ``settings.recall_target``.
+    """
+    index = build_sharded_hnsw(
+        vectors, item_ids, shards=settings.shards, hnsw_m=settings.hnsw_m,
+        ef_construction=settings.ef_construction,
+        ef_search=settings.ef_search_candidates[-1], threads=settings.threads,
+    )
+    if queries is not None:
+        with omp_threads(settings.threads):
+            tune_ef_search(
+                index, queries, k=settings.recall_k, target=settings.recall_target,
+                candidates=settings.ef_search_candidates, sample=settings.tune_queries,
+                seed=settings.seed, use_gpu=settings.use_gpu,
+            )
+    return index

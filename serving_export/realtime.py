@@ -1,0 +1,257 @@
+"""The real-time store: what each user interacted with in the last minutes.
+
+Two implementations of one small async interface:
+
+- :class:`RedisStore` (when ``redis_url`` is set): per user a sorted set of item ids scored by
+  event time, capped at ``recent_items`` and expiring ``recent_ttl_s`` after the last event,
+  plus a second set of "seed" items (every event type but ``skip``) for the similar-items
+  blend. Short timeouts and a breaker: after a failure, calls fail fast for
+  ``redis_retry_s`` and answers are served degraded.
+- :class:`InProcessStore`: the same behaviour in a bounded LRU of users, for one process.
+
+Both raise :class:`StoreUnavailable` when they cannot answer; callers then serve without
+real-time data and flag the answer ``degraded``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+NEGATIVE_EVENTS = frozenset({"skip"})
+"""Event types that hide an item but do not seed the similar-items blend."""
+
+
+class StoreUnavailable(Exception):
+    """The real-time store could not be reached or answered too slowly."""
+
+
+@dataclass(frozen=True)
+class Recent:
+    """A user's real-time state.
+
+    Attributes:
+        items: item ids interacted with, most recent first (at most ``recent_items``).
+        seeds: item ids of positive interactions, most recent first.
+    """
+
+    items: tuple[str, ...] = ()
+    seeds: tuple[str, ...] = ()
+
+
+EMPTY = Recent()
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One event as the store needs it: who, what, when (epoch seconds), and whether it
+    seeds the blend."""
+
+    user_id: str
+    item_id: str
+    ts: float
+    positive: bool
+
+
+class RealtimeStore(Protocol):
+    """What the service needs from a real-time store."""
+
+    kind: str
+
+    async def recent(self, user_id: str) -> Recent:
+        """The user's recent items (``EMPTY`` if none). Raises ``StoreUnavailable``."""
+        ...
+
+    async def recent_many(self, user_ids: Sequence[str]) -> list[Recent]:
+        """``recent`` for many users in one round trip. Raises ``StoreUnavailable``."""
+        ...
+
+    async def record(self, events: Sequence[Interaction]) -> None:
+        """Add events. Raises ``StoreUnavailable``."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class InProcessStore:
+    """Real-time store inside the process: an LRU of users, each capped and expiring.
+
+    Args:
+        cap: items kept per user.
+        ttl_s: a user's state expires this long after their last event (seconds).
+        max_users: least recently active users are forgotten past this count.
+        clock: source of "now" in epoch seconds (tests pass a fake).
+    """
+
+    kind = "inprocess"
+
+    def __init__(self, cap: int, ttl_s: float, max_users: int,
+                 clock: Callable[[], float] = time.time):
+        if cap < 1 or max_users < 1 or ttl_s <= 0:
+            raise ValueError(f"cap ({cap}), max_users ({max_users}) and ttl_s ({ttl_s}) "
+                             f"must be positive")
+        self.cap, self.ttl_s, self.max_users, self.clock = cap, ttl_s, max_users, clock
+        # user -> (last event time, {item: ts}, {item: ts}); dicts keep time order.
+        self._users: OrderedDict[str, tuple[float, dict[str, float], dict[str, float]]] = (
+            OrderedDict())
+
+    def _get(self, user_id: str) -> Recent:
+        entry = self._users.get(user_id)
+        if entry is None:
+            return EMPTY
+        if self.clock() - entry[0] > self.ttl_s:
+            del self._users[user_id]
+            return EMPTY
+        return Recent(tuple(reversed(entry[1])), tuple(reversed(entry[2])))
+
+    async def recent(self, user_id: str) -> Recent:
+        return self._get(user_id)
+
+    async def recent_many(self, user_ids: Sequence[str]) -> list[Recent]:
+        return [self._get(u) for u in user_ids]
+
+    @staticmethod
+    def _add(bucket: dict[str, float], item: str, ts: float, cap: int) -> None:
+        if item in bucket and bucket[item] > ts:
+            return
+        bucket.pop(item, None)
+        bucket[item] = ts
+        if len(bucket) > 1 and ts < max(bucket.values()):
+            ordered = sorted(bucket.items(), key=lambda kv: kv[1])
+            bucket.clear()
+            bucket.update(ordered)
+        while len(bucket) > cap:
+            del bucket[next(iter(bucket))]
+
+    async def record(self, events: Sequence[Interaction]) -> None:
+        now = self.clock()
+        for ev in events:
+            entry = self._users.pop(ev.user_id, None)
+            if entry is None or now - entry[0] > self.ttl_s:
+                entry = (now, {}, {})
+            self._add(entry[1], ev.item_id, ev.ts, self.cap)
+            if ev.positive:
+                self._add(entry[2], ev.item_id, ev.ts, self.cap)
+            self._users[ev.user_id] = (now, entry[1], entry[2])
+        while len(self._users) > self.max_users:
+            self._users.popitem(last=False)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._users.clear()
+
+
+class RedisStore:
+    """Real-time store in Redis (sorted sets ``<prefix>:r:<user>`` and ``<prefix>:s:<user>``).
+
+    Args:
+        url: ``redis://host:port/db``.
+        cap, ttl_s: items kept per user; expiry after the last event (seconds).
+        timeout_s: socket and connect timeout of one call.
+        retry_s: after a failure, fail fast for this long before trying Redis again.
+        prefix: key prefix.
+        clock: monotonic clock for the breaker (tests pass a fake).
+    """
+
+    kind = "redis"
+
+    def __init__(self, url: str, cap: int, ttl_s: int, timeout_s: float = 0.05,
+                 retry_s: float = 1.0, prefix: str = "recpipe",
+                 clock: Callable[[], float] = time.monotonic):
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.cap, self.ttl_s, self.retry_s, self.prefix, self.clock = (
+            cap, int(ttl_s), retry_s, prefix, clock)
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=True,
+        )
+        self._down_until = 0.0
+
+    def _keys(self, user_id: str) -> tuple[str, str]:
+        return f"{self.prefix}:r:{user_id}", f"{self.prefix}:s:{user_id}"
+
+    def _check(self) -> None:
+        if self._down_until and self.clock() < self._down_until:
+            raise StoreUnavailable("redis marked down after a recent failure")
+
+    def _failed(self, exc: BaseException) -> StoreUnavailable:
+        if not self._down_until or self.clock() >= self._down_until:
+            logger.warning("redis unavailable (%s: %s); serving degraded for %.1fs",
+                           type(exc).__name__, exc, self.retry_s)
+        self._down_until = self.clock() + self.retry_s
+        return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
+
+    async def recent_many(self, user_ids: Sequence[str]) -> list[Recent]:
+        self._check()
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for user in user_ids:
+                rkey, skey = self._keys(user)
+                pipe.zrevrange(rkey, 0, self.cap - 1)
+                pipe.zrevrange(skey, 0, self.cap - 1)
+            out = await pipe.execute()
+        except Exception as exc:  # any client, socket or timeout error means "unavailable"
+            raise self._failed(exc) from exc
+        self._down_until = 0.0
+        return [Recent(tuple(out[i]), tuple(out[i + 1])) for i in range(0, len(out), 2)]
+
+    async def recent(self, user_id: str) -> Recent:
+        return (await self.recent_many([user_id]))[0]
+
+    async def record(self, events: Sequence[Interaction]) -> None:
+        self._check()
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            touched: dict[str, None] = {}
+            for ev in events:
+                rkey, skey = self._keys(ev.user_id)
+                pipe.zadd(rkey, {ev.item_id: ev.ts}, gt=True)
+                if ev.positive:
+                    pipe.zadd(skey, {ev.item_id: ev.ts}, gt=True)
+                touched[ev.user_id] = None
+            for user in touched:
+                for key in self._keys(user):
+                    pipe.zremrangebyrank(key, 0, -(self.cap + 1))
+                    pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        self._down_until = 0.0
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except Exception as exc:  # closing a dead connection must not fail shutdown
+            logger.debug("redis close: %s", exc)
+
+
+def make_store(settings: object) -> RealtimeStore:
+    """The store the serving settings ask for (Redis when ``redis_url`` is set)."""
+    s = settings
+    if getattr(s, "redis_url", None):
+        return RedisStore(s.redis_url, s.recent_items, s.recent_ttl_s, s.redis_timeout_s,
+                          s.redis_retry_s)
+    return InProcessStore(s.recent_items, s.recent_ttl_s, s.inprocess_max_users)

@@ -1,0 +1,103 @@
+"""``recpipe release list | show ID | verify ID | publish ID | rollback [ID] | prune``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from conf import ConfigError, load_settings
+from serving_export.publish import (
+    current_release,
+    list_releases,
+    prune,
+    publish,
+    read_history,
+    rollback,
+    rollback_target,
+)
+from serving_export.release_errors import ReleaseError
+from serving_export.release_reader import verify_release
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recpipe release", description=__doc__)
+    parser.add_argument("--releases-root", help="releases folder (default: settings)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every release, oldest first; * marks CURRENT")
+    show = sub.add_parser("show", help="print a release's manifest (without the file list)")
+    show.add_argument("release_id")
+    show.add_argument("--files", action="store_true", help="include the file list")
+    verify = sub.add_parser("verify", help="check a release's files and checksums")
+    verify.add_argument("release_id")
+    pub = sub.add_parser("publish", help="point CURRENT at a verified, gate-passed release")
+    pub.add_argument("release_id")
+    back = sub.add_parser("rollback", help="point CURRENT back (default: previous release)")
+    back.add_argument("release_id", nargs="?")
+    pr = sub.add_parser("prune", help="delete old releases (never CURRENT or rollback target)")
+    pr.add_argument("--keep", type=int, help="releases to keep (default: keep_releases)")
+    pr.add_argument("--dry-run", action="store_true")
+    sub.add_parser("history", help="print the publish history")
+    return parser
+
+
+def run(root: Path, args: argparse.Namespace, keep_default: int) -> int:
+    """Carry out one release command under ``root``; print to stdout; return 0."""
+    if args.command == "list":
+        releases = list_releases(root)
+        if not releases:
+            print(f"no releases in {root}")
+        for r in releases:
+            mark = "*" if r.current else " "
+            gate = {True: "passed", False: "FAILED", None: "?"}[r.gate_passed]
+            state = "complete" if r.complete else "INCOMPLETE"
+            parent = f" parent={r.parent}" if r.parent else ""
+            print(f"{mark} {r.release_id}  ds={r.ds}  created={r.created_at}  gate={gate}  "
+                  f"{state}{parent}")
+    elif args.command in ("show", "verify"):
+        manifest = verify_release(root / args.release_id)
+        if args.command == "verify":
+            print(f"{args.release_id}: OK ({len(manifest['files'])} files verified)")
+        else:
+            if not args.files:
+                manifest = {k: v for k, v in manifest.items() if k != "files"}
+            print(json.dumps(manifest, indent=2, sort_keys=True))
+    elif args.command == "publish":
+        previous = publish(root, args.release_id)
+        print(f"CURRENT: {previous} -> {args.release_id}")
+    elif args.command == "rollback":
+        previous = current_release(root)
+        target = rollback(root, args.release_id)
+        print(f"CURRENT: {previous} -> {target} (rollback)")
+    elif args.command == "prune":
+        keep = keep_default if args.keep is None else args.keep
+        deleted = prune(root, keep, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {len(deleted)}: {' '.join(deleted) or '-'}; "
+              f"kept CURRENT={current_release(root)} rollback={rollback_target(root)}")
+    elif args.command == "history":
+        for entry in read_history(root):
+            print(f"{entry.get('at')}  {entry.get('action'):<8}  {entry['release_id']}  "
+                  f"(was {entry.get('previous')})")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Parse ``argv``, run the command; exit 2 with a message on any release error."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"recpipe release: {exc}", file=sys.stderr)
+        return 2
+    root = Path(args.releases_root or settings.serving.releases_root)
+    if args.command == "prune" and args.keep is not None and args.keep < 1:
+        print(f"recpipe release prune: --keep must be >= 1, got {args.keep}", file=sys.stderr)
+        return 2
+    try:
+        return run(root, args, settings.serving.keep_releases)
+    except (ReleaseError, ValueError) as exc:
+        print(f"recpipe release {args.command}: {exc}", file=sys.stderr)
+        return 2

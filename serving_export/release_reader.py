@@ -1,0 +1,275 @@
+"""Verify and load a release: every array memory-mapped, nothing copied at load.
+
+:func:`verify_release` checks ``_SUCCESS`` (which holds the manifest's SHA-256), then every
+file the manifest lists for presence, size and SHA-256. :class:`Release` maps the arrays
+(``np.load(mmap_mode="r")``) and answers O(1)/O(log U) lookups: an id's row is found by
+binary search in the sorted id array, so loading builds no per-user Python object and the
+resident memory grows only with what is actually read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from serving_export.release_errors import (
+    ReleaseCorrupt,
+    ReleaseIncomplete,
+    ReleaseNotFound,
+)
+from serving_export.release_format import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    OVERALL,
+    SUCCESS,
+    hash_files,
+    sha256_file,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def verify_release(path: str | Path, *, check_hashes: bool = True) -> dict[str, Any]:
+    """Check a release directory and return its manifest.
+
+    Args:
+        path: the release directory.
+        check_hashes: also compare every file's SHA-256 (sizes are always compared).
+
+    Returns:
+        The parsed manifest.
+
+    Raises:
+        ReleaseNotFound: no such directory.
+        ReleaseIncomplete: ``_SUCCESS``, the manifest or a listed file is missing.
+        ReleaseCorrupt: a checksum or size differs, or the manifest is malformed.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ReleaseNotFound(f"release {path.name!r} not found ({path})")
+    if not (path / SUCCESS).is_file():
+        raise ReleaseIncomplete(f"release {path.name!r} has no {SUCCESS}: incomplete build")
+    if not (path / MANIFEST).is_file():
+        raise ReleaseIncomplete(f"release {path.name!r} has no {MANIFEST}")
+    expected = (path / SUCCESS).read_text(encoding="utf-8").strip()
+    if expected != sha256_file(path / MANIFEST):
+        raise ReleaseCorrupt(f"release {path.name!r}: {MANIFEST} does not match its "
+                             f"checksum in {SUCCESS}")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise ReleaseCorrupt(f"release {path.name!r}: unsupported format "
+                                 f"{manifest.get('format')!r} v{manifest.get('format_version')}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReleaseCorrupt(f"release {path.name!r}: malformed {MANIFEST}: {exc}") from exc
+    if manifest.get("release_id") != path.name:
+        raise ReleaseCorrupt(f"release {path.name!r}: manifest names release "
+                             f"{manifest.get('release_id')!r}")
+    for entry in files:
+        file = path / entry["path"]
+        if not file.is_file():
+            raise ReleaseIncomplete(f"release {path.name!r}: missing file {entry['path']}")
+        size = file.stat().st_size
+        if size != entry["bytes"]:
+            raise ReleaseCorrupt(f"release {path.name!r}: {entry['path']} has {size} bytes, "
+                                 f"manifest says {entry['bytes']}")
+    if check_hashes:
+        digests = hash_files([path / e["path"] for e in files])
+        for entry, digest in zip(files, digests, strict=True):
+            if digest != entry["sha256"]:
+                raise ReleaseCorrupt(f"release {path.name!r}: SHA-256 mismatch in "
+                                     f"{entry['path']}")
+    return manifest
+
+
+def _map(path: Path) -> np.ndarray:
+    # A plain ndarray view of the memory map: cheaper to index than np.memmap.
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+
+
+class Release:
+    """A loaded, read-only release.
+
+    Rows: users and items are numbered by their position in the sorted id arrays (U users,
+    I items, D embedding dimensions).
+    """
+
+    def __init__(self, path: str | Path, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.id: str = manifest["release_id"]
+        self.ds: str = manifest["ds"]
+        self.surfaces: tuple[str, ...] = tuple(manifest["surfaces"])
+        vocab = manifest["vocab"]
+        self.sources_vocab: list[str] = list(vocab.get("sources", []))
+        self.categories_vocab: list[str] = list(vocab.get("categories", []))
+        self._category_code = {name: i for i, name in enumerate(self.categories_vocab)}
+        p = self.path
+        self.item_ids = _map(p / "items/ids.npy")
+        self.user_ids = _map(p / "users/ids.npy")
+        self.available = _map(p / "items/available.npy")
+        self.boost = _map(p / "items/boost.npy")
+        self.any_boost = bool(np.any(self.boost != 1.0))
+        self.all_available = bool(self.available.all())
+        self.cat_offsets = _map(p / "items/cat_offsets.npy")
+        self.cat_codes = _map(p / "items/cat_codes.npy")
+        self.user_segment = _map(p / "users/segment.npy")
+        self.purchased_offsets = _map(p / "users/purchased_offsets.npy")
+        self.purchased_items = _map(p / "users/purchased_items.npy")
+        self._topn = {
+            s: tuple(_map(p / f"topn/{s}/{k}.npy") for k in ("offsets", "items", "scores",
+                                                              "sources"))
+            for s in self.surfaces
+        }
+        self.similar_offsets = _map(p / "similar/offsets.npy")
+        self.similar_items = _map(p / "similar/items.npy")
+        self.similar_scores = _map(p / "similar/scores.npy")
+        pop_off = _map(p / "popular/offsets.npy")
+        pop_items = _map(p / "popular/items.npy")
+        pop_scores = _map(p / "popular/scores.npy")
+        self.popular_lists = {
+            name: (pop_items[pop_off[i]:pop_off[i + 1]], pop_scores[pop_off[i]:pop_off[i + 1]])
+            for i, name in enumerate(vocab.get("popular_segments", []))
+        }
+        # user segment code -> popular list (the overall list when the segment has none).
+        overall = self.popular_lists.get(OVERALL, (np.zeros(0, np.int32), np.zeros(0, np.float32)))
+        self.overall_popular = overall
+        self._segment_names = list(vocab.get("user_segments", []))
+        self._segment_popular = [self.popular_lists.get(s, overall) for s in self._segment_names]
+        has = (p / "users/vectors.npy").is_file() and (p / "items/vectors.npy").is_file()
+        self.user_vectors = _map(p / "users/vectors.npy") if has else None
+        self.user_has_vector = _map(p / "users/has_vector.npy") if has else None
+        self.item_vectors = _map(p / "items/vectors.npy") if has else None
+        self.item_has_vector = _map(p / "items/has_vector.npy") if has else None
+        self._item_json: list[str | None] = [None] * len(self.item_ids)
+        self._user_width = self.user_ids.dtype.itemsize
+        self._item_width = self.item_ids.dtype.itemsize
+        self.category_mask = lru_cache(maxsize=256)(self._category_mask)
+        self.sources_names = lru_cache(maxsize=4096)(self._sources_names)
+
+    @classmethod
+    def load(cls, path: str | Path, *, verify: bool = True) -> Release:
+        """Verify (unless ``verify=False``) and map a release directory.
+
+        Raises:
+            ReleaseNotFound, ReleaseIncomplete, ReleaseCorrupt: see :func:`verify_release`.
+        """
+        manifest = verify_release(path, check_hashes=verify)
+        try:
+            return cls(path, manifest)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ReleaseCorrupt(f"release {Path(path).name!r} cannot be loaded: {exc}") from exc
+
+    # -- ids ------------------------------------------------------------------------------
+    @staticmethod
+    def _row(ids: np.ndarray, width: int, key: str) -> int:
+        raw = key.encode("utf-8")
+        if not raw or len(raw) > width or len(ids) == 0:
+            return -1
+        pos = int(ids.searchsorted(raw))
+        if pos < len(ids) and ids[pos] == raw:
+            return pos
+        return -1
+
+    def user_row(self, user_id: str) -> int:
+        """Row of a user, -1 if the release does not know them."""
+        return self._row(self.user_ids, self._user_width, user_id)
+
+    def item_row(self, item_id: str) -> int:
+        """Row of an item, -1 if unknown."""
+        return self._row(self.item_ids, self._item_width, item_id)
+
+    def item_rows(self, item_ids: list[str]) -> np.ndarray:
+        """(K,) int64 rows of ``item_ids``, -1 where unknown."""
+        return np.fromiter((self.item_row(i) for i in item_ids), dtype=np.int64,
+                           count=len(item_ids))
+
+    def item_id(self, row: int) -> str:
+        """Id of an item row."""
+        return self.item_ids[row].decode("utf-8")
+
+    def item_json(self, row: int) -> str:
+        """The item id as a JSON string literal (cached: the hot path joins these)."""
+        cached = self._item_json[row]
+        if cached is None:
+            cached = json.dumps(self.item_ids[row].decode("utf-8"))
+            self._item_json[row] = cached
+        return cached
+
+    # -- lists ----------------------------------------------------------------------------
+    def topn(self, surface: str, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A user's precomputed list: item rows (int32), scores (float32), source masks."""
+        offsets, items, scores, sources = self._topn[surface]
+        start, end = int(offsets[row]), int(offsets[row + 1])
+        return items[start:end], scores[start:end], sources[start:end]
+
+    def similar(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """An item's similar items: item rows (int32) and scores (float32), best first."""
+        start, end = int(self.similar_offsets[row]), int(self.similar_offsets[row + 1])
+        return self.similar_items[start:end], self.similar_scores[start:end]
+
+    def popular_for(self, user_row: int) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """Popular list of a user's segment (overall when unknown): items, scores, segment."""
+        if user_row >= 0:
+            code = int(self.user_segment[user_row])
+            if code >= 0:
+                return (*self._segment_popular[code], self._segment_names[code])
+        return (*self.overall_popular, None)
+
+    def purchased(self, user_row: int) -> np.ndarray:
+        """Item rows the user already bought (int32)."""
+        if user_row < 0:
+            return self.purchased_items[:0]
+        start, end = self.purchased_offsets[user_row], self.purchased_offsets[user_row + 1]
+        return self.purchased_items[start:end]
+
+    def item_categories(self, row: int) -> list[str]:
+        """Category names of an item."""
+        codes = self.cat_codes[self.cat_offsets[row]:self.cat_offsets[row + 1]]
+        return [self.categories_vocab[c] for c in codes]
+
+    def _category_mask(self, name: str) -> np.ndarray | None:
+        code = self._category_code.get(name)
+        if code is None:
+            return None
+        counts = np.diff(self.cat_offsets)
+        owners = np.repeat(np.arange(len(self.item_ids)), counts)
+        mask = np.zeros(len(self.item_ids), dtype=bool)
+        mask[owners[self.cat_codes == code]] = True
+        return mask
+
+    def _sources_names(self, mask: int) -> tuple[str, ...]:
+        return tuple(name for k, name in enumerate(self.sources_vocab) if mask >> k & 1)
+
+    def topn_table(self, surface: str) -> pa.Table:
+        """The surface's lists as a long table (user_id, rank, item_id, score, sources)."""
+        offsets, items, scores, sources = self._topn[surface]
+        counts = np.diff(offsets)
+        users = np.repeat(np.arange(len(self.user_ids)), counts)
+        rank = np.arange(len(items)) - np.repeat(offsets[:-1], counts) + 1
+        names = [list(self._sources_names(int(m))) for m in np.unique(sources)]
+        lookup = dict(zip(np.unique(sources).tolist(), names, strict=True))
+        return pa.table({
+            "user_id": pa.array(self.user_ids[users].astype(str)),
+            "rank": pa.array(rank, pa.int32()),
+            "item_id": pa.array(self.item_ids[items].astype(str)),
+            "score": pa.array(np.asarray(scores)),
+            "sources": pa.array([lookup[m] for m in sources.tolist()], pa.list_(pa.string())),
+        })
+
+    def __repr__(self) -> str:
+        return (f"Release({self.id!r}, users={len(self.user_ids)}, "
+                f"items={len(self.item_ids)}, surfaces={list(self.surfaces)})")
+
+
+def load_release(path: str | Path, *, verify: bool = True) -> Release:
+    """Verify and load the release at ``path`` (see :meth:`Release.load`)."""
+    return Release.load(path, verify=verify)

@@ -1,0 +1,51 @@
+"""Shared fixtures: one Spark session for the whole run, settings on a temporary lake."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA; this machine has no GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings whose lake and data folders live in a fresh temporary directory."""
+    from conf import load_settings
+
+    return load_settings(overrides={
+        "lake_root": str(tmp_path / "lake"),
+        "data_dir": str(tmp_path / "data"),
+        "spark": {"shuffle_partitions": 2},
+    })
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one Spark session of the test run (few shuffle partitions)."""
+    from conf import load_settings
+    from jobs.spark import get_spark
+
+    cfg = load_settings(overrides={"lake_root": "unused", "spark": {
+        "master": "local[2]", "shuffle_partitions": 2, "driver_memory": "2g"}})
+    session = get_spark(cfg)
+    yield session
+    session.stop()
