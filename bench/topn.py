@@ -14,7 +14,6 @@ the k), timed on a sample of users.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

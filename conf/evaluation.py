@@ -34,7 +34,9 @@ class EaseGrid(Section):
     """Hyper-parameter grid of EASE."""
 
     l2: list[PositiveFloat] = Field(
-        default_factory=lambda: [10.0, 30.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 5000.0]
+        default_factory=lambda: [
+            10.0, 30.0, 100.0, 200.0, 300.0, 400.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0, 5000.0
+        ]
     )
     """L2 penalties lambda."""
 
@@ -78,6 +80,12 @@ class QualityBenchSettings(Section):
     """Tuned models; the most-popular baseline always runs besides them."""
     grids: ModelGrids = Field(default_factory=ModelGrids)
     """Grids of the full run."""
+    search: dict[str, Literal["grid", "coordinate"]] = Field(
+        default_factory=lambda: {"ials": "coordinate", "ease": "grid", "itemknn": "grid"}
+    )
+    """How each model's grid is searched: ``grid`` tries every combination; ``coordinate``
+    moves one axis at a time from the grid's middle until no single-axis move helps (far
+    fewer fits for the 3-axis iALS grid; may stop at a local optimum)."""
     quick_grids: ModelGrids = Field(default_factory=_quick_grids)
     """Small grids used by ``--quick`` (CI)."""
     quick_users: PositiveInt = 300

@@ -16,6 +16,11 @@ class IndexSettings(Section):
     """HNSW graph degree ``M`` (links per node); more gives higher recall, bigger index."""
     ef_construction: PositiveInt = 200
     """``efConstruction``: breadth of the search while inserting; more is slower, better."""
+    augment: bool = False
+    """Add the coordinate ``sqrt(R^2 - |x|^2)`` to item vectors (and 0 to queries) so that the
+    HNSW graph lives on one sphere. Off by default: on MovieLens ALS vectors and the structured
+    synthetic catalogue plain inner-product HNSW reached recall@100 0.98 with 4-6x smaller
+    ``efSearch``; it can help where plain recall stalls below the target."""
     recall_k: PositiveInt = 100
     """``k`` of the recall@k that tuning measures against exact inner-product search."""
     recall_target: Fraction = 0.98

@@ -55,16 +55,42 @@ class MatrixSettings(Section):
 
 
 class AlsSettings(Section):
-    """Collaborative-filtering embeddings."""
+    """Collaborative-filtering embeddings (``recpipe embeddings``): implicit-feedback ALS.
+
+    Both backends fit the same model (Hu, Koren, Volinsky 2008): a stored confidence x counts
+    as preference 1 with weight ``1 + alpha * x``, unobserved pairs as preference 0 with
+    weight 1. They differ in one convention: Spark MLlib multiplies the L2 penalty by each
+    user's (item's) number of interactions, ``implicit`` does not (see ``spark_reg_param``).
+    """
 
     backend: Literal["implicit", "spark"] = "implicit"
     """``implicit`` (single node, fast) or ``spark`` (MLlib, distributed)."""
     factors: PositiveInt = 128
+    """Embedding size F (``rank`` in MLlib): the length of every stored vector."""
     iterations: PositiveInt = 15
+    """ALS sweeps (``maxIter`` in MLlib); each solves all users, then all items."""
     regularization: PositiveFloat = 0.05
+    """L2 penalty. ``implicit`` adds it as is; for Spark see ``spark_reg_param``."""
     alpha: PositiveFloat = 10.0
     """Confidence scale: the model sees ``1 + alpha * confidence``."""
+    seed: int | None = None
+    """Seed of the random initial factors; None uses the root ``seed``. Same seed, input and
+    settings give the same vectors (bit for bit with ``implicit`` on CPU)."""
+    num_threads: NonNegInt = 0
+    """``implicit`` worker threads (0: one per core). BLAS is held at one thread during fits.
+    Does not change the result."""
     use_gpu: bool = False
-    """Use CUDA for ``implicit`` when present."""
-
-
+    """Fit ``implicit`` on CUDA when present (needs a CUDA build of implicit); without CUDA
+    the CPU solver is used and a warning logged."""
+    spark_reg_param: PositiveFloat | None = None
+    """MLlib's ``regParam``; None uses ``regularization``. MLlib scales it by each row's
+    interaction count, so the same number regularizes far more strongly than ``implicit``."""
+    spark_blocks: PositiveInt = 10
+    """MLlib's ``numUserBlocks`` and ``numItemBlocks`` (partitions of each factor matrix);
+    about the cores of the cluster. Part of the model: other blocks, other random start."""
+    spark_checkpoint_dir: str | None = None
+    """Folder (or URI) for MLlib's periodic checkpoints, which cut the lineage of long fits
+    (many iterations on a cluster); relative paths are taken from the project root. None: no
+    checkpoints."""
+    spark_checkpoint_interval: PositiveInt = 10
+    """Checkpoint every this many iterations (only with ``spark_checkpoint_dir``)."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from conf.types import NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Section
+from conf.types import NonNegFloat, PositiveFloat, PositiveInt, Section
 
 
 def _default_bucket_sizes() -> dict[str, int]:
@@ -68,7 +68,7 @@ class RankerSettings(Section):
     """L2 weight decay of the dense Adam optimizer."""
     epochs: PositiveInt = 10
     """Most passes over the training data."""
-    patience: NonNegInt = 2
+    patience: PositiveInt = 2
     """Stop after this many epochs in a row without a validation AUC gain of ``min_delta``;
     the best epoch's weights are kept."""
     min_delta: NonNegFloat = 1e-4

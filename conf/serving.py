@@ -52,8 +52,6 @@ class ServingSettings(Section):
     """Most events in one ``POST /events/interactions``."""
     max_body_bytes: PositiveInt = 1024 * 1024
     """Request bodies larger than this are refused with 413."""
-    max_id_length: PositiveInt = 128
-    """Longest accepted user or item id (characters)."""
     reload_poll_s: PositiveFloat = 2.0
     """How often the service checks ``CURRENT`` for a new release (seconds)."""
     blend_share: Fraction = 0.2

@@ -4,7 +4,14 @@ Shapes: N items, D dimensions, Q queries, k results, S shards.
 
 The item vectors are split into S contiguous row ranges; each shard is an
 ``IndexHNSWFlat`` (inner product) whose local ids ``0..n_s-1`` map to external item ids
-through the shard's int64 id map. A search asks every shard for its own top ``k`` and merges
+through the shard's int64 id map.
+
+Optionally (``augment``) every item vector ``x`` gets one more coordinate
+``sqrt(R^2 - |x|^2)``, ``R`` the largest norm, and every query a 0 there (Bachrach et al.,
+2014): all items then lie on one sphere, where the inner-product graph is a nearest-neighbour
+graph, while ``<q', x'> = <q, x>`` keeps the scores exact. Plain inner-product graphs usually
+need a smaller ``efSearch`` for the same recall (Morozov & Babenko, 2018, and this project's
+``bench ann``), but their recall can stall when a weak graph leaves short vectors unlinked. A search asks every shard for its own top ``k`` and merges
 them into the global top ``k`` (score descending, then external id ascending). Numpy in,
 indexes and paths out (faiss contrib style): no Spark and no lake I/O here.
 
@@ -107,6 +114,7 @@ class ShardedIndex:
         ef_construction: the shards' ``efConstruction``.
         ef_search: default ``efSearch`` of :meth:`search`.
         tuning: how ``ef_search`` was chosen, if it was tuned.
+        augmented: the shards hold vectors with the extra sphere coordinate (dimension D + 1).
         use_gpu: search on the GPU where FAISS can (falls back to the CPU with a warning).
 
     Raises:
@@ -121,6 +129,7 @@ class ShardedIndex:
         ef_construction: int,
         ef_search: int,
         tuning: Tuning | None = None,
+        augmented: bool = False,
         use_gpu: bool = False,
     ) -> None:
         if not shards or len(shards) != len(id_maps):
@@ -139,6 +148,7 @@ class ShardedIndex:
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.tuning = tuning
+        self.augmented = augmented
         self._gpu_resources: list[object] = []
         self._search_shards = (
             [_to_gpu(s, f"shard {n}", self._gpu_resources) for n, s in enumerate(self.shards)]
@@ -147,8 +157,8 @@ class ShardedIndex:
 
     @property
     def dim(self) -> int:
-        """D, the vector dimension."""
-        return int(self.shards[0].d)
+        """D, the dimension of items and queries (without the sphere coordinate)."""
+        return int(self.shards[0].d) - int(self.augmented)
 
     @property
     def ntotal(self) -> int:
@@ -180,6 +190,8 @@ class ShardedIndex:
         ef = self.ef_search if ef_search is None else ef_search
         if ef < 1:
             raise ValueError(f"ef_search must be >= 1, got {ef}")
+        if self.augmented:
+            q = np.hstack([q, np.zeros((q.shape[0], 1), dtype=np.float32)])
         params = faiss.SearchParametersHNSW(efSearch=ef)
         all_ids, all_scores = [], []
         for shard, id_map in zip(self._search_shards, self.id_maps, strict=True):
@@ -210,7 +222,7 @@ class ShardedIndex:
         """
         parts = [shard.reconstruct_n(0, shard.ntotal) for shard in self.shards if shard.ntotal]
         vectors = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
-        return vectors, np.concatenate([np.asarray(ids) for ids in self.id_maps])
+        return np.ascontiguousarray(vectors[:, : self.dim]), np.concatenate([np.asarray(ids) for ids in self.id_maps])
 
     def meta(self) -> dict[str, object]:
         """The JSON-able description written as ``meta.json``."""
@@ -221,6 +233,7 @@ class ShardedIndex:
         return {
             "format": FORMAT, "version": FORMAT_VERSION, "metric": "inner_product",
             "dim": self.dim, "count": self.ntotal, "partition": "contiguous",
+            "augmented": self.augmented,
             "hnsw_m": self.hnsw_m, "ef_construction": self.ef_construction,
             "ef_search": self.ef_search, "tuning": tuning,
             "shards": [
@@ -302,7 +315,8 @@ class ShardedIndex:
                 int(ef): float(r) for ef, r in tuning["measured"].items()}})
         return cls(shards, id_maps, hnsw_m=meta["hnsw_m"],
                    ef_construction=meta["ef_construction"], ef_search=meta["ef_search"],
-                   tuning=tuning, use_gpu=use_gpu)
+                   tuning=tuning, augmented=bool(meta.get("augmented", False)),
+                   use_gpu=use_gpu)
 
 
 def _check_fresh(target: Path) -> None:
@@ -338,6 +352,7 @@ def build_sharded_hnsw(
     ef_construction: int,
     ef_search: int,
     threads: int = 0,
+    augment: bool = False,
 ) -> ShardedIndex:
     """Build S inner-product HNSW shards over contiguous row ranges of ``vectors``.
 
@@ -350,6 +365,7 @@ def build_sharded_hnsw(
         ef_search: the index's default ``efSearch`` (see :func:`tune_ef_search`).
         threads: FAISS OpenMP threads while adding (0: FAISS's default). With more than one
             thread, HNSW insertion order, and so the graph, may differ between runs.
+        augment: add the sphere coordinate (see the module docstring).
 
     Raises:
         ValueError: no vectors, ids not (N,) or not unique, or a parameter below 1.
@@ -367,6 +383,10 @@ def build_sharded_hnsw(
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     count = min(shards, x.shape[0])
+    if augment:
+        squared = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        extra = np.sqrt(np.maximum(squared.max() - squared, 0.0)).astype(np.float32)
+        x = np.hstack([x, extra[:, None]])
     built, id_maps = [], []
     with omp_threads(threads):
         for rows in np.array_split(np.arange(x.shape[0]), count):
@@ -375,8 +395,9 @@ def build_sharded_hnsw(
             shard.add(x[rows[0] : rows[-1] + 1])
             built.append(shard)
             id_maps.append(ids[rows].astype(np.int64))
-    logger.info("built %d HNSW%d shards over %d x %d vectors", count, hnsw_m, *x.shape)
-    return ShardedIndex(built, id_maps, hnsw_m, ef_construction, ef_search)
+    logger.info("built %d HNSW%d shards over %d x %d vectors (augmented: %s)", count, hnsw_m,
+                x.shape[0], x.shape[1] - int(augment), augment)
+    return ShardedIndex(built, id_maps, hnsw_m, ef_construction, ef_search, augmented=augment)
 
 
 def exact_search(
@@ -496,6 +517,7 @@ def build_index(
         vectors, item_ids, shards=settings.shards, hnsw_m=settings.hnsw_m,
         ef_construction=settings.ef_construction,
         ef_search=settings.ef_search_candidates[-1], threads=settings.threads,
+        augment=settings.augment,
     )
     if queries is not None:
         with omp_threads(settings.threads):

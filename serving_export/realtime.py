@@ -20,7 +20,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from conf.serving import ServingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +251,7 @@ class RedisStore:
             logger.debug("redis close: %s", exc)
 
 
-def make_store(settings: object) -> RealtimeStore:
+def make_store(settings: ServingSettings) -> RealtimeStore:
     """The store the serving settings ask for (Redis when ``redis_url`` is set)."""
     s = settings
     if getattr(s, "redis_url", None):

@@ -119,6 +119,10 @@ class Release:
         self.boost = _map(p / "items/boost.npy")
         self.any_boost = bool(np.any(self.boost != 1.0))
         self.all_available = bool(self.available.all())
+        unavailable = np.flatnonzero(~self.available)
+        self.unavailable_rows: frozenset[int] | None = (
+            frozenset(unavailable.tolist()) if len(unavailable) <= 100_000 else None)
+        """Unavailable item rows as a set when few (fast membership on the hot path)."""
         self.cat_offsets = _map(p / "items/cat_offsets.npy")
         self.cat_codes = _map(p / "items/cat_codes.npy")
         self.user_segment = _map(p / "users/segment.npy")
@@ -150,10 +154,15 @@ class Release:
         self.item_vectors = _map(p / "items/vectors.npy") if has else None
         self.item_has_vector = _map(p / "items/has_vector.npy") if has else None
         self._item_json: list[str | None] = [None] * len(self.item_ids)
+        self._item_head: list[str | None] = [None] * len(self.item_ids)
+        self._tails: dict[tuple[str, int | None], str] = {}
+        self.answer_cache: dict[tuple, str] = {}
+        """Serialised answers of the service, keyed by their entries (bounded by it)."""
         self._user_width = self.user_ids.dtype.itemsize
         self._item_width = self.item_ids.dtype.itemsize
         self.category_mask = lru_cache(maxsize=256)(self._category_mask)
         self.sources_names = lru_cache(maxsize=4096)(self._sources_names)
+        self.sources_json = lru_cache(maxsize=4096)(self._sources_json)
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> Release:
@@ -204,6 +213,24 @@ class Release:
             self._item_json[row] = cached
         return cached
 
+    def item_head(self, row: int) -> str:
+        """Cached JSON head of an answer item: ``{"item_id":"<id>","score":``."""
+        cached = self._item_head[row]
+        if cached is None:
+            cached = f'{{"item_id":{self.item_json(row)},"score":'
+            self._item_head[row] = cached
+        return cached
+
+    def entry_tail(self, source: str, mask: int | None) -> str:
+        """Cached JSON tail of an answer item: source and retrieval strategies."""
+        key = (source, mask)
+        cached = self._tails.get(key)
+        if cached is None:
+            cached = f',"source":"{source}"}}' if mask is None else (
+                f',"source":"{source}","retrieval":{self.sources_json(mask)}}}')
+            self._tails[key] = cached
+        return cached
+
     # -- lists ----------------------------------------------------------------------------
     def topn(self, surface: str, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A user's precomputed list: item rows (int32), scores (float32), source masks."""
@@ -249,6 +276,9 @@ class Release:
     def _sources_names(self, mask: int) -> tuple[str, ...]:
         return tuple(name for k, name in enumerate(self.sources_vocab) if mask >> k & 1)
 
+    def _sources_json(self, mask: int) -> str:
+        return json.dumps(list(self._sources_names(mask)), separators=(",", ":"))
+
     def topn_table(self, surface: str) -> pa.Table:
         """The surface's lists as a long table (user_id, rank, item_id, score, sources)."""
         offsets, items, scores, sources = self._topn[surface]
@@ -258,9 +288,9 @@ class Release:
         names = [list(self._sources_names(int(m))) for m in np.unique(sources)]
         lookup = dict(zip(np.unique(sources).tolist(), names, strict=True))
         return pa.table({
-            "user_id": pa.array(self.user_ids[users].astype(str)),
+            "user_id": pa.array(np.char.decode(self.user_ids[users], "utf-8")),
             "rank": pa.array(rank, pa.int32()),
-            "item_id": pa.array(self.item_ids[items].astype(str)),
+            "item_id": pa.array(np.char.decode(self.item_ids[items], "utf-8")),
             "score": pa.array(np.asarray(scores)),
             "sources": pa.array([lookup[m] for m in sources.tolist()], pa.list_(pa.string())),
         })

@@ -43,7 +43,6 @@ from serving_export.release_format import (
     fsync_path,
     hash_files,
     lookup_rows,
-    read_manifest,
     sha256_file,
 )
 

@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,9 @@ def export_ranker(
         clean = RankerModel(config)
         clean.load_state_dict(state)
         clean.eval()
-        torch.jit.script(clean).save(str(tmp / MODEL_FILE))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="TorchScript will treat type annotations")
+            torch.jit.script(clean).save(str(tmp / MODEL_FILE))
         torch.save(clean.state_dict(), tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(config.to_json())
         encoder.save(tmp)

@@ -108,7 +108,9 @@ class FeatureSpec:
 
     def with_num_buckets(self, sizes: dict[str, int]) -> FeatureSpec:
         """Return a copy whose sparse features have the table sizes in ``sizes``."""
-        sparse = tuple(replace(f, num_buckets=sizes.get(f.name, f.num_buckets)) for f in self.sparse)
+        sparse = tuple(
+            replace(f, num_buckets=sizes.get(f.name, f.num_buckets)) for f in self.sparse
+        )
         return replace(self, sparse=sparse)
 
     def to_json(self) -> str:

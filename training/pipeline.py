@@ -35,7 +35,9 @@ or in their stored order when ``rng`` is None."""
 _READ_ROWS = 65_536
 
 
-def parquet_source(paths: Sequence[str | Path], spec: FeatureSpec, with_label: bool = True) -> Source:
+def parquet_source(
+    paths: Sequence[str | Path], spec: FeatureSpec, with_label: bool = True
+) -> Source:
     """A source reading the spec's columns (and the weight, where present) from Parquet."""
     files = parquet_files(paths)
     optional = [spec.weight] if spec.weight else []

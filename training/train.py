@@ -6,7 +6,7 @@ The embedding tables get their optimizer applied during backward
 CPU it updates only the rows a batch touched (their gradients are the only non-zero ones).
 Every other parameter is trained with Adam. After each epoch the model is scored on the
 validation stream; training stops once the validation AUC has not improved by
-``min_delta`` for ``patience`` epochs, and the best epoch's weights are restored.
+``min_delta`` for ``patience`` epochs in a row, and the best epoch's weights are restored.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ class TrainConfig:
             )
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
 
     @classmethod
     def from_settings(cls, s: RankerSettings) -> TrainConfig:
@@ -166,7 +168,9 @@ def train(
     """
     device = torch.device(cfg.device)
     module, optimizer = prepare(model, cfg)
-    best = TrainResult(best_epoch=-1, best_auc=-math.inf, best_logloss=math.nan, stopped_early=False)
+    best = TrainResult(
+        best_epoch=-1, best_auc=-math.inf, best_logloss=math.nan, stopped_early=False
+    )
     best_state: dict[str, torch.Tensor] | None = None
     waited = 0
     for epoch in range(cfg.epochs):
@@ -209,7 +213,7 @@ def train(
             waited = 0
         else:
             waited += 1
-            if waited > cfg.patience:
+            if waited >= cfg.patience:
                 best.stopped_early = True
                 log.info("early stop after epoch %d; best epoch %d", epoch, best.best_epoch)
                 break

@@ -85,7 +85,8 @@ def run_protocol(
     for name in settings.models:
         logger.info("%s: tuning %s on validation", data.protocol, name)
         tuned = tune(name, getattr(grids, name), data.tune_train, data.valid,
-                     data.valid_exclude, ks, metric, block, seed, _model_fixed(name, settings))
+                     data.valid_exclude, ks, metric, block, seed, _model_fixed(name, settings),
+                     search=settings.search.get(name, "grid"))
         t0 = time.perf_counter()
         params = {**tuned.best_params, **_model_fixed(name, settings)}
         model = build_model(name, params, seed=seed).fit(data.final_train)

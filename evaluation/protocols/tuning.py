@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,37 @@ class TuneResult:
     seconds: float = 0.0
 
 
+def coordinate_search(
+    grid: BaseModel | dict[str, Any], objective: Callable[[dict[str, Any]], float]
+) -> None:
+    """Greedy search over the grid, one axis at a time, until a full pass changes nothing.
+
+    Starts at the middle value of every axis; for each axis in turn tries all its values with
+    the others fixed and moves to the best. Every point tried is a grid point, so it ends
+    (at a point no single-axis move improves; not necessarily the grid's best).
+
+    Args:
+        grid: as for :func:`expand_grid`.
+        objective: scores a point (higher is better); called at most once per point if it
+            caches, as :func:`tune`'s does.
+    """
+    fields = grid.model_dump() if isinstance(grid, BaseModel) else dict(grid)
+    axes = {n: v for n, v in fields.items() if isinstance(v, list)}
+    if any(not axis for axis in axes.values()):
+        raise ValueError(f"grid has an empty axis: {axes}")
+    current = {n: (v[len(v) // 2] if isinstance(v, list) else v) for n, v in fields.items()}
+    best = objective(current)
+    moved = True
+    while moved:
+        moved = False
+        for name, axis in axes.items():
+            for value in axis:
+                point = {**current, name: value}
+                score = objective(point)
+                if score > best:
+                    best, current, moved = score, point, True
+
+
 def tune(
     name: str,
     grid: BaseModel | dict[str, Any],
@@ -54,8 +87,9 @@ def tune(
     block_users: int,
     seed: int,
     fixed: dict[str, Any] | None = None,
+    search: str = "grid",
 ) -> TuneResult:
-    """Fit ``name`` on ``train`` for each grid point, score ``valid``; keep the best.
+    """Fit ``name`` on ``train`` at grid points, score ``valid``; keep the best.
 
     Args:
         name: model name (see :data:`jobs.cf.MODELS`).
@@ -64,30 +98,49 @@ def tune(
         valid: validation truth (U, I).
         exclude: items not ranked on validation (U, I), normally ``train``.
         ks: cutoffs to compute (``metric``'s k among them).
-        metric: e.g. ``ndcg@10``; higher is better; ties keep the earlier grid point.
+        metric: e.g. ``ndcg@10``; higher is better; ties keep the earlier trial.
         block_users: users scored at once.
         seed: model seed.
         fixed: parameters added to every grid point (e.g. ``num_threads``).
+        search: ``grid`` (every combination) or ``coordinate`` (:func:`coordinate_search`).
 
     Returns:
         The best parameters with their validation metrics and every trial.
     """
+    if search not in ("grid", "coordinate"):
+        raise ValueError(f"search must be grid or coordinate, got {search!r}")
     start = time.perf_counter()
-    result: TuneResult | None = None
-    trials = []
-    points = expand_grid(grid)
-    for i, params in enumerate(points, start=1):
-        t0 = time.perf_counter()
-        model = build_model(name, {**params, **(fixed or {})}, seed=seed).fit(train)
-        values = evaluate(model, valid, exclude, ks, block_users)
-        if metric not in values:
-            raise ValueError(f"tuning metric {metric!r} not among {sorted(values)}")
-        seconds = time.perf_counter() - t0
-        trials.append({"params": params, metric: values[metric], "seconds": round(seconds, 3)})
-        logger.info("%s %d/%d %s: %s=%.4f (%.1fs)", name, i, len(points), params, metric,
-                    values[metric], seconds)
-        if result is None or values[metric] > result.best_valid[metric]:
-            result = TuneResult(name, params, values)
-    assert result is not None
-    result.trials, result.seconds = trials, time.perf_counter() - start
-    return result
+    seen: dict[tuple, dict[str, float]] = {}
+    trials: list[dict[str, Any]] = []
+    best: TuneResult | None = None
+
+    def objective(params: dict[str, Any]) -> float:
+        nonlocal best
+        key = tuple(sorted(params.items()))
+        if key not in seen:
+            t0 = time.perf_counter()
+            model = build_model(name, {**params, **(fixed or {})}, seed=seed).fit(train)
+            values = evaluate(model, valid, exclude, ks, block_users)
+            if metric not in values:
+                raise ValueError(f"tuning metric {metric!r} not among {sorted(values)}")
+            seconds = time.perf_counter() - t0
+            seen[key] = values
+            trials.append({"params": params, metric: values[metric], "seconds": round(seconds, 3)})
+            logger.info("%s trial %d %s: %s=%.4f (%.1fs)", name, len(trials), params, metric,
+                        values[metric], seconds)
+            if best is None or _finite(values[metric]) > _finite(best.best_valid[metric]):
+                best = TuneResult(name, params, values)
+        return _finite(seen[key][metric])
+
+    if search == "grid":
+        for params in expand_grid(grid):
+            objective(params)
+    else:
+        coordinate_search(grid, objective)
+    assert best is not None
+    best.trials, best.seconds = trials, time.perf_counter() - start
+    return best
+
+
+def _finite(value: float) -> float:
+    return -math.inf if math.isnan(value) else value

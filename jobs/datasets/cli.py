@@ -98,7 +98,7 @@ def _report(out_dir: Path, counts: dict[str, int]) -> None:
 
 def run_fetch(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
     """Fetch and convert ``args.dataset``; check the published counts."""
-    data_dir = Path(settings.data_dir)
+    data_dir = settings.data_path()
     out = args.out or data_dir / "movielens-100k"
     src = fetch_movielens_100k(args.cache or data_dir / "cache")
     counts = convert_movielens_100k(src, out)
@@ -122,7 +122,7 @@ def run_synth(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
         seed=settings.seed if args.seed is None else args.seed, end_date=args.end_date,
         tastes=args.tastes, chunk_rows=args.chunk_rows,
     )
-    out = args.out or Path(settings.data_dir) / "synth"
+    out = args.out or settings.data_path() / "synth"
     counts = generate(spec, out)
     _report(out, counts)
     return counts

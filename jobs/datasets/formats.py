@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.datasets.errors import SchemaMismatchError
@@ -110,17 +111,18 @@ def write_parquet(table: pa.Table, path: Path, schema: pa.Schema) -> Path:
     return path
 
 
-def iso_utc(epoch_s: np.ndarray) -> np.ndarray:
+def iso_utc(epoch_s: np.ndarray) -> pa.Array:
     """Format epoch seconds as ISO-8601 UTC strings.
 
     Args:
         epoch_s: int64 seconds since 1970-01-01 UTC, shape (N,).
 
     Returns:
-        Unicode array of shape (N,), e.g. ``1997-09-20T03:05:10Z``.
+        Arrow strings of length N, e.g. ``1997-09-20T03:05:10Z``.
     """
-    text = np.datetime_as_string(np.asarray(epoch_s, dtype=np.int64).astype("datetime64[s]"))
-    return np.char.add(text, "Z")
+    text = pa.array(np.asarray(epoch_s, dtype=np.int64), pa.timestamp("s")).cast(pa.string())
+    text = pc.binary_replace_slice(text, start=10, stop=11, replacement="T")  # "YYYY-MM-DD hh"
+    return pc.binary_join_element_wise(text, "Z", "")
 
 
 def events_table(
@@ -158,7 +160,7 @@ def events_table(
         pa.array(item_id, pa.string()) if not isinstance(item_id, pa.Array) else item_id,
         pa.array(event_type, pa.string()) if not isinstance(event_type, pa.Array) else event_type,
         values,
-        pa.array(iso_utc(epoch_s), pa.string()),
+        iso_utc(epoch_s),
         null if surface is None else pa.array(surface, pa.string()),
     ]
     return pa.Table.from_arrays(columns, schema=RAW_EVENTS_SCHEMA)

@@ -14,7 +14,7 @@ from jobs.datasets.formats import (
 
 
 def test_iso_utc():
-    assert iso_utc(np.array([0, 86399, 874724710])).tolist() == [
+    assert iso_utc(np.array([0, 86399, 874724710])).to_pylist() == [
         "1970-01-01T00:00:00Z", "1970-01-01T23:59:59Z", "1997-09-20T03:05:10Z"
     ]
 

@@ -1,0 +1,379 @@
+"""``recpipe bench serve``: latency and throughput of the lookup service.
+
+Builds a synthetic MovieLens-sized release (943 users x 1,682 items, top-100 per user),
+starts ``recpipe serve`` on 127.0.0.1 in a subprocess and drives it from separate processes:
+``wrk`` (closed loop, maximum throughput) for user recommendations, similar items, batch
+and ``/healthz``; an open-loop generator at a fixed rate (default 1,000 req/s) for the
+latency target; ``redis-benchmark`` GET of a value as large as one answer as the baseline.
+``--scale-users 1000000`` also builds a 1M-user x top-100 release and measures its load
+time and resident memory in a fresh process.
+
+Targets: p99 < 10 ms at 1,000 req/s on one worker; user recs >= 70% of ``/healthz`` rps;
+release load < 2 s. Every request goes to 127.0.0.1, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process in MiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not match:
+        raise ValueError(f"unparseable wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """p50/p99 (ms) and requests/s from ``wrk --latency`` output."""
+    out: dict[str, float] = {}
+    for pct, key in (("50%", "p50_ms"), ("99%", "p99_ms")):
+        match = re.search(rf"^\s+{re.escape(pct)}\s+(\S+)", output, re.M)
+        if match:
+            out[key] = _ms(match.group(1))
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if match:
+        out["rps"] = float(match.group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    out["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    return out
+
+
+def run_wrk(url: str, script: str | None, seconds: int, connections: int) -> dict[str, float]:
+    """Run wrk (1 thread) against ``url``, optionally with a Lua script."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script or "")
+        lua = fh.name
+    try:
+        if script:
+            cmd += ["-s", lua]
+        done = subprocess.run([*cmd, url], capture_output=True, text=True, check=True,
+                              timeout=seconds + 30)
+    finally:
+        os.unlink(lua)
+    return parse_wrk(done.stdout)
+
+
+def _user_script(n_users: int, n: int) -> str:
+    return (f"math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", "
+            f"string.format(\"/recommendations/users/u%07d?n={n}\", "
+            f"math.random(0, {n_users - 1})))\nend\n")
+
+
+def _similar_script(n_items: int, n: int) -> str:
+    return (f"math.randomseed(7)\nrequest = function()\n  return wrk.format(\"GET\", "
+            f"string.format(\"/recommendations/items/i%05d/similar?n={n}\", "
+            f"math.random(0, {n_items - 1})))\nend\n")
+
+
+def _batch_script(n_users: int, batch: int) -> str:
+    users = ",".join(f'"u{k % n_users:07d}"' for k in range(0, batch * 7, 7))
+    body = json.dumps(f'{{"user_ids":[{users}],"surface":"email","n":20}}')
+    return (f'wrk.method = "POST"\nwrk.body = {body}\n'
+            f'wrk.headers["Content-Type"] = "application/json"\n')
+
+
+async def _open_loop(url: str, n_users: int, rate: float, seconds: float,
+                     connections: int) -> dict[str, float]:
+    """Send requests at a fixed rate over keep-alive HTTP/1.1 connections (a minimal client,
+    so the generator itself stays cheap); latency counts from the scheduled send time, so a
+    slow server cannot hide queueing (no coordinated omission)."""
+    host, port = url.removeprefix("http://").split(":")
+    total = int(rate * seconds)
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while (job := await queue.get()) is not None:
+                k, scheduled = job
+                path = f"/recommendations/users/u{(k * 7919) % n_users:07d}?n=20"
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+                await reader.readexactly(length)
+                errors += status != 200
+                latencies.append((time.perf_counter() - scheduled) * 1e3)
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter() + 0.2
+    for k in range(total):
+        scheduled = start + k / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((k, scheduled))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.wait_for(asyncio.gather(*workers), timeout=seconds + 30)
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"p50_ms": latencies[len(latencies) // 2],
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "achieved_rps": total / elapsed, "target_rps": rate, "requests": total,
+            "errors": errors}
+
+
+def fixed_rate(url: str, n_users: int, rate: float, seconds: float) -> dict[str, float]:
+    """Run :func:`_open_loop` in a separate Python process; return its figures."""
+    code = (f"import asyncio, json, sys; sys.path.insert(0, {str(REPO)!r}); "
+            f"from bench.serve import _open_loop; print(json.dumps(asyncio.run(_open_loop("
+            f"{url!r}, {n_users}, {rate}, {seconds}, 64))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=seconds + 60)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def redis_get(workdir: Path, size: int, requests: int) -> dict[str, float]:
+    """``redis-benchmark`` GET of a ``size``-byte value, 50 clients, on a private server."""
+    from serving_export.realtime_server import RedisServer
+
+    if shutil.which("redis-benchmark") is None:
+        return {"skipped": "redis-benchmark not installed"}  # type: ignore[dict-item]
+    with RedisServer(workdir / "redis") as server:
+        done = subprocess.run(
+            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-t", "set,get",
+             "-n", str(requests), "-c", "50", "-d", str(size), "--csv"],
+            capture_output=True, text=True, check=True, timeout=120)
+    for line in done.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if cells and cells[0] == "GET":
+            out = {"rps": float(cells[1]), "value_bytes": size}
+            if len(cells) >= 7:
+                out.update(p50_ms=float(cells[4]), p99_ms=float(cells[6]))
+            return out
+    return {"skipped": f"unparsed redis-benchmark output: {done.stdout[:200]}"}  # type: ignore
+
+
+def _scale_probe(path: str, n_users: int, lookups: int) -> dict[str, float]:
+    """In a fresh process: load (verify + map) a release, then serve ``lookups`` users."""
+    import numpy as np
+
+    from serving_export.realtime import EMPTY
+    from serving_export.release_reader import Release
+    from serving_export.service.answers import user_answer
+    from serving_export.service.recommend import Blend, recommend_user
+
+    pid = os.getpid()
+    base = _rss_mb(pid)
+    t0 = time.perf_counter()
+    rel = Release.load(path)
+    load_s = time.perf_counter() - t0
+    after_load = _rss_mb(pid)
+    rng = np.random.default_rng(0)
+    users = [f"u{k:07d}" for k in rng.integers(0, n_users, size=lookups)]
+    t0 = time.perf_counter()
+    for user in users:
+        source, entries, _ = recommend_user(rel, "home_feed", user, 20, None, EMPTY, Blend())
+        user_answer(rel, user, "home_feed", source, False, entries)
+    per_answer_us = (time.perf_counter() - t0) / lookups * 1e6
+    t0 = time.perf_counter()
+    ids = rel.user_ids
+    index = {ids[k]: k for k in range(len(ids))}
+    dict_build_s = time.perf_counter() - t0
+    del index
+    return {"load_s": load_s, "rss_mb_before": base, "rss_mb_after_load": after_load,
+            "rss_mb_after_lookups": _rss_mb(pid), "lookups": lookups,
+            "answer_us": per_answer_us, "dict_index_build_s": dict_build_s,
+            "release_mb": sum(f.stat().st_size for f in Path(path).rglob("*")
+                              if f.is_file()) / 2**20}
+
+
+def scale(workdir: Path, n_users: int, topn: int, dim: int) -> dict[str, Any]:
+    """Build a release of ``n_users`` x ``topn`` and probe it in a fresh process."""
+    from serving_export.release_synth import synthetic_release_data
+    from serving_export.release_writer import write_release
+
+    t0 = time.perf_counter()
+    data = synthetic_release_data(n_users, 20_000, topn=topn, dim=dim,
+                                  surfaces=("home_feed",))
+    path = write_release(workdir / "scale", "scale", data)
+    del data
+    build_s = time.perf_counter() - t0
+    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); from bench.serve import "
+            f"_scale_probe; print(json.dumps(_scale_probe({str(path)!r}, {n_users}, 10000)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=600)
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"users": n_users, "topn": topn, "dim": dim, "items": 20_000,
+            "build_s": build_s, **probe}
+
+
+def _start_service(root: Path, workdir: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "RECPIPE_SERVING__RELOAD_POLL_S": "1", "PYTHONPATH": str(REPO)}
+    env.pop("RECPIPE_SERVING__REDIS_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "recpipe", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--releases-root", str(root), "--spool-dir", str(workdir / "spool")],
+        env=env, cwd=str(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build, serve, measure; return the figures (see the module docstring)."""
+    import httpx
+
+    from serving_export.publish import publish
+    from serving_export.realtime_server import free_port
+    from serving_export.release_synth import synthetic_release_data
+    from serving_export.release_writer import write_release
+
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="recpipe-bench-serve-"))
+    root = workdir / "releases"
+    results: dict[str, Any] = {"users": args.users, "items": args.items, "topn": args.topn}
+    t0 = time.perf_counter()
+    data = synthetic_release_data(args.users, args.items, topn=args.topn, dim=args.dim)
+    write_release(root, "bench", data)
+    publish(root, "bench")
+    results["build_s"] = time.perf_counter() - t0
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_service(root, workdir, port)
+    try:
+        deadline = time.monotonic() + 60
+        ready: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(url + "/readyz", timeout=1)
+                if r.status_code == 200:
+                    ready = r.json()
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"service exited: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        if not ready:
+            raise RuntimeError("service not ready within 60 s")
+        results["load_s"] = ready["load_s"]
+        answer = httpx.get(url + "/recommendations/users/u0000001", params={"n": 20}).content
+        results["answer_bytes"] = len(answer)
+        sec, conns = args.seconds, args.connections
+        run_wrk(url + "/healthz", None, 1, conns)  # warm up
+        run_wrk(url, _user_script(args.users, 20), 1, conns)
+        health = run_wrk(url + "/healthz", None, sec, conns)
+        users = run_wrk(url, _user_script(args.users, 20), sec, conns)
+        similar = run_wrk(url, _similar_script(args.items, 20), sec, conns)
+        batch = run_wrk(url + "/recommendations/batch", _batch_script(args.users, 100), sec,
+                        min(conns, 8))
+        rate = fixed_rate(url, args.users, args.rate, args.rate_seconds)
+        results["rss_mb"] = _rss_mb(proc.pid)
+        results.update(
+            p50_ms=rate["p50_ms"], p99_ms=rate["p99_ms"], rps=users["rps"],
+            healthz_rps=health["rps"], ratio_to_healthz=users["rps"] / health["rps"],
+            fixed_rate=rate, user_recs_max=users, similar=similar, batch_100_users=batch,
+            healthz=health,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    results["redis_get"] = redis_get(workdir, results.get("answer_bytes", 2000), 100_000)
+    if args.scale_users:
+        results["scale"] = scale(workdir, args.scale_users, args.scale_topn, args.dim)
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _print(results: dict[str, Any]) -> None:
+    r = results
+    print(f"release {r['users']} users x {r['items']} items, top-{r['topn']}: "
+          f"load {r['load_s']:.3f}s (target < 2s), service RSS {r['rss_mb']:.0f} MiB")
+    fr = r["fixed_rate"]
+    print(f"user recs at {fr['target_rps']:.0f} req/s (achieved {fr['achieved_rps']:.0f}): "
+          f"p50 {fr['p50_ms']:.2f} ms, p99 {fr['p99_ms']:.2f} ms (target p99 < 10 ms), "
+          f"errors {fr['errors']}")
+    for name in ("healthz", "user_recs_max", "similar", "batch_100_users"):
+        w = r[name]
+        print(f"wrk {name:<16} {w['rps']:>9.0f} req/s  p50 {w['p50_ms']:.2f} ms  "
+              f"p99 {w['p99_ms']:.2f} ms  non-2xx {w['non_2xx']:.0f}")
+    print(f"user recs / healthz rps: {r['ratio_to_healthz']:.2f} (target >= 0.70)")
+    rg = r["redis_get"]
+    if "rps" in rg:
+        print(f"baseline redis GET {rg['value_bytes']} B: {rg['rps']:.0f} req/s, "
+              f"p50 {rg.get('p50_ms', float('nan')):.2f} ms, p99 "
+              f"{rg.get('p99_ms', float('nan')):.2f} ms")
+    if "scale" in r:
+        s = r["scale"]
+        print(f"scale {s['users']} users x top-{s['topn']} ({s['release_mb']:.0f} MiB on disk): "
+              f"load {s['load_s']:.2f}s, RSS {s['rss_mb_after_load']:.0f} MiB after load, "
+              f"{s['rss_mb_after_lookups']:.0f} MiB after {s['lookups']} answers "
+              f"({s['answer_us']:.0f} us each); a dict id index would take "
+              f"{s['dict_index_build_s']:.2f}s to build")
+
+
+def main(argv: list[str]) -> int:
+    """``recpipe bench serve [--json OUT] [--users U] [--scale-users N] ...``."""
+    parser = argparse.ArgumentParser(prog="recpipe bench serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--users", type=int, default=943)
+    parser.add_argument("--items", type=int, default=1682)
+    parser.add_argument("--topn", type=int, default=100)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate req/s")
+    parser.add_argument("--rate-seconds", type=float, default=5.0)
+    parser.add_argument("--scale-users", type=int, default=0,
+                        help="also measure load time and RSS of this many users (1000000)")
+    parser.add_argument("--scale-topn", type=int, default=100)
+    parser.add_argument("--workdir", help="keep the releases here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    for name in ("users", "items", "topn", "seconds", "connections"):
+        if getattr(args, name) < 1:
+            print(f"recpipe bench serve: --{name} must be >= 1", file=sys.stderr)
+            return 2
+    if args.items <= args.topn or args.rate <= 0:
+        print("recpipe bench serve: need --items > --topn and --rate > 0", file=sys.stderr)
+        return 2
+    try:
+        results = run(args)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"recpipe bench serve: {exc}", file=sys.stderr)
+        return 2
+    _print(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,426 @@
+"""``recpipe embeddings``: ``gold/training_matrix/ds=`` -> user and item ALS embeddings.
+
+Shapes: U users, I items, F factors (``als.factors``), B users in a fold-in batch.
+
+String ids are mapped to contiguous row and column numbers in sorted order (byte order of
+the UTF-8 text, the same in Arrow and Spark), the (U, I) matrix of confidences is factorised
+by implicit-feedback ALS, and both factor matrices are written with one ``model_version``:
+
+- ``gold/user_embeddings/ds=``: ``id`` (user id), ``vector`` (list<float32>, length F),
+  ``model_version``, ``ds``;
+- ``gold/item_embeddings/ds=``: the same for items.
+
+``als.backend`` picks the solver: ``implicit`` (single node; through :mod:`jobs.cf`) or
+``spark`` (MLlib, :mod:`jobs.embeddings_spark`). Both write the same contract, and neither
+writes anything when a factor matrix holds NaN, infinite or only zero values
+(:class:`~jobs.cf.errors.FactorizationError`). :func:`fold_in_users` recomputes user vectors
+from new interactions with the item vectors fixed (the hourly job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from conf import ConfigError, Settings, load_settings
+from conf.pipeline import AlsSettings
+from jobs.cf.als import ImplicitALS, check_factors
+from jobs.cf.base import check_user_items
+from jobs.cf.errors import FactorizationError
+from jobs.cli_common import add_common_args, parse_ds
+from jobs.errors import EmptyInput
+from jobs.lake import Lake
+from jobs.schemas import TRAINING_MATRIX, TableSpec, register
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def _embedding_schema() -> pa.Schema:
+    return pa.schema([
+        pa.field("id", pa.string(), False),
+        pa.field("vector", pa.list_(pa.float32()), False),
+        pa.field("model_version", pa.string(), False),
+        pa.field("ds", pa.string(), False),
+    ])
+
+
+USER_EMBEDDINGS = register(TableSpec("gold/user_embeddings", _embedding_schema(), ("ds",)))
+ITEM_EMBEDDINGS = register(TableSpec("gold/item_embeddings", _embedding_schema(), ("ds",)))
+
+__all__ = [
+    "ITEM_EMBEDDINGS",
+    "USER_EMBEDDINGS",
+    "FactorizationError",
+    "IndexedMatrix",
+    "build_matrix",
+    "check_vectors",
+    "embedding_table",
+    "fit_implicit",
+    "fold_in_users",
+    "main",
+    "model_version",
+    "resolve_seed",
+    "run",
+]
+
+
+# -- settings-derived values ----------------------------------------------------------------
+def resolve_seed(als: AlsSettings, seed: int) -> int:
+    """The ALS seed: ``als.seed`` if set, else the pipeline's root ``seed``."""
+    return seed if als.seed is None else als.seed
+
+
+def spark_reg_param(als: AlsSettings) -> float:
+    """MLlib's ``regParam``: ``als.spark_reg_param`` if set, else ``als.regularization``."""
+    return als.regularization if als.spark_reg_param is None else als.spark_reg_param
+
+
+def version_inputs(als: AlsSettings, seed: int) -> dict[str, object]:
+    """The settings that determine the fitted vectors (thread counts and checkpoints do not)."""
+    inputs: dict[str, object] = {
+        "backend": als.backend, "factors": als.factors, "iterations": als.iterations,
+        "regularization": als.regularization, "alpha": als.alpha, "seed": seed,
+    }
+    if als.backend == "spark":
+        inputs.update(spark_reg_param=spark_reg_param(als), spark_blocks=als.spark_blocks)
+    else:
+        inputs.update(use_gpu=als.use_gpu)
+    return inputs
+
+
+def model_version(ds: str, als: AlsSettings, seed: int) -> str:
+    """``als-<ds>-<hash8>``: the same date, backend and model settings give the same string.
+
+    Args:
+        ds: logical date ``YYYY-MM-DD``.
+        als: the ALS settings (backend included).
+        seed: the resolved seed (:func:`resolve_seed`).
+    """
+    blob = json.dumps(version_inputs(als, seed), sort_keys=True).encode()
+    return f"als-{ds}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+# -- the matrix -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexedMatrix:
+    """A (U, I) confidence matrix and the string ids of its rows and columns.
+
+    Attributes:
+        user_ids: (U,) sorted distinct user ids; row ``u`` is ``user_ids[u]``.
+        item_ids: (I,) sorted distinct item ids; column ``i`` is ``item_ids[i]``.
+        matrix: float32 CSR (U, I) of confidences, one stored value per input row.
+    """
+
+    user_ids: pa.Array
+    item_ids: pa.Array
+    matrix: sp.csr_matrix
+
+
+def _index(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    ids = pc.unique(values)
+    ids = ids.take(pc.sort_indices(ids))
+    return ids, pc.index_in(values, value_set=ids).to_numpy(zero_copy_only=False)
+
+
+def build_matrix(user_id: pa.ChunkedArray | pa.Array, item_id: pa.ChunkedArray | pa.Array,
+                 confidence: pa.ChunkedArray | pa.Array) -> IndexedMatrix:
+    """Map string ids to contiguous numbers (sorted ids) and build the confidence matrix.
+
+    Args:
+        user_id: (N,) string user ids, no nulls.
+        item_id: (N,) string item ids, no nulls, aligned with ``user_id``.
+        confidence: (N,) finite, non-negative confidences, aligned.
+
+    Returns:
+        The :class:`IndexedMatrix` with N stored values.
+
+    Raises:
+        EmptyInput: N is 0.
+        ValueError: lengths differ, an id is null, a confidence is null, NaN, infinite or
+            negative, or a (user, item) pair occurs twice (the message gives the count and an
+            example).
+    """
+    n = len(user_id)
+    if len(item_id) != n or len(confidence) != n:
+        raise ValueError(f"user_id, item_id and confidence must be aligned, got lengths "
+                         f"{n}, {len(item_id)}, {len(confidence)}")
+    if n == 0:
+        raise EmptyInput("no (user, item, confidence) rows to factorise")
+    for name, col in (("user_id", user_id), ("item_id", item_id), ("confidence", confidence)):
+        if col.null_count:
+            raise ValueError(f"{name} holds {col.null_count} null(s)")
+    conf = np.asarray(pc.cast(confidence, pa.float64()).to_numpy(zero_copy_only=False))
+    bad = ~np.isfinite(conf) | (conf < 0)
+    if bad.any():
+        raise ValueError(f"confidence must be finite and >= 0; {int(bad.sum())} value(s) are "
+                         f"not, e.g. {conf[bad][0]!r}")
+    users, rows = _index(user_id)
+    items, cols = _index(item_id)
+    matrix = sp.csr_matrix((conf.astype(np.float32), (rows, cols)),
+                           shape=(len(users), len(items)))
+    if matrix.nnz != n:
+        pairs = rows.astype(np.int64) * len(items) + cols
+        uniq, counts = np.unique(pairs, return_counts=True)
+        dup = int(uniq[counts > 1][0])
+        raise ValueError(f"{n - matrix.nnz} duplicate (user, item) row(s), e.g. "
+                         f"({users[dup // len(items)]}, {items[dup % len(items)]})")
+    return IndexedMatrix(users, items, matrix)
+
+
+# -- fitting --------------------------------------------------------------------------------
+def cuda_available() -> bool:
+    """Whether ``implicit`` was built with CUDA and sees a device."""
+    try:
+        import implicit.gpu
+    except ImportError:  # pragma: no cover - implicit is a pinned dependency
+        return False
+    return bool(implicit.gpu.HAS_CUDA)
+
+
+class GpuImplicitALS(ImplicitALS):
+    """:class:`~jobs.cf.als.ImplicitALS` fitted by ``implicit.gpu.als``, then kept on CPU.
+
+    The fitted factors are copied to a CPU model, so scoring and fold-in are those of the
+    parent class.
+    """
+
+    name = "ials-gpu"
+
+    def _fit(self, user_items: sp.csr_matrix) -> None:
+        from implicit.gpu.als import AlternatingLeastSquares
+        from implicit.recommender_base import ModelFitError
+
+        model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                        alpha=1.0, iterations=self.iterations,
+                                        random_state=self.seed)
+        try:
+            model.fit(self.confidence(user_items), show_progress=False)
+        except ModelFitError as exc:
+            raise FactorizationError(f"implicit GPU ALS fit failed: {exc}") from exc
+        cpu = model.to_cpu()
+        check_factors(cpu.user_factors, "user factors")
+        check_factors(cpu.item_factors, "item factors")
+        self._model = cpu
+
+
+def fit_implicit(matrix: sp.csr_matrix, als: AlsSettings, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ALS with ``implicit`` (through :class:`~jobs.cf.als.ImplicitALS`).
+
+    Args:
+        matrix: (U, I) non-negative confidences.
+        als: factors, iterations, regularization, alpha, threads, GPU use.
+        seed: seed of the random initial factors.
+
+    Returns:
+        ``(user_vectors, item_vectors)``: float32 (U, F) and (I, F), C-contiguous.
+
+    Raises:
+        FactorizationError: the factors hold NaN, infinite values or only zeros.
+    """
+    cls = ImplicitALS
+    if als.use_gpu:
+        if cuda_available():
+            cls = GpuImplicitALS
+        else:
+            log.warning("als.use_gpu is set but implicit has no CUDA here; fitting on CPU")
+    model = cls(factors=als.factors, regularization=als.regularization, alpha=als.alpha,
+                iterations=als.iterations, seed=seed, num_threads=als.num_threads)
+    model.fit(matrix)
+    users = np.ascontiguousarray(model.user_vectors, dtype=np.float32)
+    items = np.ascontiguousarray(model.item_vectors, dtype=np.float32)
+    check_vectors(users, "user vectors", als.factors)
+    check_vectors(items, "item vectors", als.factors)
+    return users, items
+
+
+def check_vectors(vectors: np.ndarray, what: str, factors: int) -> None:
+    """Refuse vectors that must not be published.
+
+    Args:
+        vectors: (N, F) factors.
+        what: name used in the messages (``"user vectors"``).
+        factors: the expected F.
+
+    Raises:
+        ValueError: ``vectors`` is not 2-D with ``factors`` columns.
+        FactorizationError: a NaN or infinite value, or every value is zero.
+    """
+    if vectors.ndim != 2 or vectors.shape[1] != factors:
+        raise ValueError(f"{what} must have shape (N, {factors}), got {vectors.shape}")
+    check_factors(vectors, what)
+
+
+def fold_in_users(item_vecs: np.ndarray, user_items: sp.spmatrix, als: AlsSettings
+                  ) -> np.ndarray:
+    """User vectors from interactions with the item vectors held fixed (one exact ALS step).
+
+    For a user with stored confidences ``x_i`` on items ``i``, ``c_i = 1 + alpha * x_i`` and::
+
+        (Y'Y + sum_i (c_i - 1) y_i y_i' + lambda_u I) x_u = sum_i c_i y_i
+
+    with ``lambda_u = regularization`` for the ``implicit`` backend and ``lambda_u =
+    spark_reg_param * n_u`` (n_u the user's stored interactions) for ``spark``, whose
+    convention that is. Solved exactly in float64.
+
+    Args:
+        item_vecs: (I, F) item vectors of the published model.
+        user_items: sparse (B, I) non-negative confidences, one row per user.
+        als: alpha, regularization and backend of the model that made ``item_vecs``.
+
+    Returns:
+        float32 (B, F). A row without interactions gets the zero vector.
+
+    Raises:
+        TypeError: ``user_items`` is not a scipy sparse matrix.
+        ValueError: ``item_vecs`` is not 2-D and finite, or ``user_items`` has a column
+            count other than I, or a negative or NaN value.
+    """
+    item_vecs = np.asarray(item_vecs)
+    if item_vecs.ndim != 2 or not np.isfinite(item_vecs).all():
+        raise ValueError(f"item_vecs must be a finite (I, F) array, got shape {item_vecs.shape}")
+    if not sp.issparse(user_items):
+        raise TypeError(f"user_items must be a scipy sparse matrix, got {type(user_items)}")
+    n_items, n_factors = item_vecs.shape
+    if user_items.shape[1] != n_items:
+        raise ValueError(f"user_items has {user_items.shape[1]} columns but item_vecs has "
+                         f"{n_items} rows")
+    if user_items.shape[0] == 0:
+        return np.zeros((0, n_factors), dtype=np.float32)
+    rows = check_user_items(user_items)
+    y = item_vecs.astype(np.float64)
+    yty = y.T @ y
+    eye = np.eye(n_factors)
+    out = np.zeros((rows.shape[0], n_factors), dtype=np.float32)
+    for u in range(rows.shape[0]):
+        start, stop = rows.indptr[u], rows.indptr[u + 1]
+        if start == stop:
+            continue
+        yu = y[rows.indices[start:stop]]
+        conf = 1.0 + als.alpha * rows.data[start:stop].astype(np.float64)
+        reg = (spark_reg_param(als) * (stop - start) if als.backend == "spark"
+               else als.regularization)
+        lhs = yty + (yu.T * (conf - 1.0)) @ yu + reg * eye
+        out[u] = np.linalg.solve(lhs, yu.T @ conf)
+    return out
+
+
+# -- output ---------------------------------------------------------------------------------
+def embedding_table(ids: pa.Array, vectors: np.ndarray, version: str, ds: str) -> pa.Table:
+    """Rows of an embeddings table: ``id``, ``vector``, ``model_version``, ``ds``.
+
+    Args:
+        ids: (N,) string ids, aligned with ``vectors``.
+        vectors: float32 (N, F).
+        version: the model version written on every row.
+        ds: the partition.
+
+    Raises:
+        ValueError: ``ids`` and ``vectors`` differ in length.
+        FactorizationError: ``vectors`` hold NaN, infinite values or only zeros.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(ids) != vectors.shape[0]:
+        raise ValueError(f"{len(ids)} ids but vectors of shape {vectors.shape}")
+    check_vectors(vectors, "vectors", vectors.shape[1])
+    n, f = vectors.shape
+    offsets = pa.array(np.arange(0, n * f + 1, f, dtype=np.int32))
+    column = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
+    return pa.table({
+        "id": pa.array(ids, pa.string()),
+        "vector": column,
+        "model_version": pa.array([version] * n, pa.string()),
+        "ds": pa.array([ds] * n, pa.string()),
+    })
+
+
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict:
+    """Fit ALS on ``gold/training_matrix/ds=<ds>`` and overwrite both embedding partitions.
+
+    Args:
+        spark: the session (used, or created when None, only by the ``spark`` backend).
+        settings: ``als`` and the lake.
+        ds: logical date.
+
+    Returns:
+        Figures of the run: ``ds``, ``backend``, ``model_version``, ``users``, ``items``,
+        ``nnz``, ``factors``, ``fit_s`` and the Delta versions written.
+
+    Raises:
+        EmptyInput: the partition has no rows.
+        FactorizationError: the fit produced unusable factors; nothing is written.
+    """
+    if settings.als.backend == "spark":
+        from jobs.embeddings_spark import run_spark
+
+        if spark is None:
+            from jobs.spark import get_spark
+
+            spark = get_spark(settings)
+        return run_spark(spark, settings, ds)
+    lake = Lake(settings)
+    als, seed = settings.als, resolve_seed(settings.als, settings.seed)
+    rows = lake.read_arrow(TRAINING_MATRIX.name, [ds], ["user_id", "item_id", "confidence"])
+    if rows.num_rows == 0:
+        raise EmptyInput(f"{TRAINING_MATRIX.name}: no rows for ds={ds}")
+    indexed = build_matrix(rows["user_id"], rows["item_id"], rows["confidence"])
+    began = time.perf_counter()
+    users, items = fit_implicit(indexed.matrix, als, seed)
+    fit_s = time.perf_counter() - began
+    version = model_version(ds, als, seed)
+    user_table = embedding_table(indexed.user_ids, users, version, ds)
+    item_table = embedding_table(indexed.item_ids, items, version, ds)
+    written = {
+        USER_EMBEDDINGS.name: lake.overwrite_partitions(USER_EMBEDDINGS.name, user_table, [ds]),
+        ITEM_EMBEDDINGS.name: lake.overwrite_partitions(ITEM_EMBEDDINGS.name, item_table, [ds]),
+    }
+    log.info("ALS %s on %d x %d (%d nnz): %.1f s", version, *indexed.matrix.shape,
+             indexed.matrix.nnz, fit_s)
+    return {"ds": ds, "backend": als.backend, "model_version": version,
+            "users": int(users.shape[0]), "items": int(items.shape[0]),
+            "nnz": int(indexed.matrix.nnz), "factors": als.factors, "fit_s": round(fit_s, 3),
+            "versions": written}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``recpipe embeddings --ds D [--backend implicit|spark] [--factors F] [--iterations N]``."""
+    parser = argparse.ArgumentParser(prog="recpipe embeddings",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--ds", required=True, type=parse_ds)
+    parser.add_argument("--backend", choices=("implicit", "spark"),
+                        help="override als.backend")
+    parser.add_argument("--factors", type=int, help="override als.factors")
+    parser.add_argument("--iterations", type=int, help="override als.iterations")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    als = {k: v for k, v in (("backend", args.backend), ("factors", args.factors),
+                             ("iterations", args.iterations)) if v is not None}
+    overrides: dict[str, object] = {"als": als} if als else {}
+    if args.lake_root:
+        overrides["lake_root"] = args.lake_root
+    try:
+        settings = load_settings(env=args.env, overrides=overrides or None)
+    except ConfigError as exc:
+        print(f"recpipe embeddings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run(None, settings, args.ds)
+    except (EmptyInput, FactorizationError) as exc:
+        print(f"recpipe embeddings: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, EmptyInput) else 1
+    print(json.dumps(result))
+    return 0

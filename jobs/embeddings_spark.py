@@ -1,0 +1,210 @@
+"""The Spark MLlib backend of ``recpipe embeddings`` (``als.backend: spark``).
+
+Same contract as the ``implicit`` backend (:mod:`jobs.embeddings`): string ids are numbered
+in sorted order, ``pyspark.ml.recommendation.ALS`` fits with ``implicitPrefs=True`` (weight
+``1 + alpha * confidence``), and the factors are written with their string ids to
+``gold/user_embeddings`` and ``gold/item_embeddings``. Everything stays distributed: ids are
+numbered with ``zipWithIndex`` over the sorted distinct ids, never collected to the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.ml.recommendation import ALS, ALSModel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from conf import Settings
+from conf.pipeline import AlsSettings
+from jobs.cf.errors import FactorizationError
+from jobs.embeddings import (
+    ITEM_EMBEDDINGS,
+    USER_EMBEDDINGS,
+    model_version,
+    resolve_seed,
+    spark_reg_param,
+)
+from jobs.errors import EmptyInput
+from jobs.lake import Lake
+from jobs.schemas import TRAINING_MATRIX
+
+log = logging.getLogger(__name__)
+
+MAX_ALS_ID = 2**31 - 1
+"""MLlib ALS takes int ids: at most this many distinct users (items)."""
+
+
+def index_ids(df: DataFrame, column: str) -> DataFrame:
+    """Number the distinct values of ``column`` 0, 1, ... in sorted order.
+
+    Returns:
+        ``<column>`` (string), ``idx`` (int), one row per distinct value.
+
+    Raises:
+        ValueError: more than :data:`MAX_ALS_ID` distinct values.
+    """
+    ids = df.select(column).distinct().orderBy(column)
+    numbered = ids.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1]))
+    schema = T.StructType([T.StructField(column, T.StringType(), False),
+                           T.StructField("idx", T.LongType(), False)])
+    out = df.sparkSession.createDataFrame(numbered, schema)
+    top = out.agg(F.max("idx")).collect()[0][0]
+    if top is not None and top >= MAX_ALS_ID:
+        raise ValueError(f"{column}: {top + 1} distinct ids exceed MLlib ALS's int range")
+    return out.withColumn("idx", F.col("idx").cast("int"))
+
+
+def check_input(matrix: DataFrame) -> int:
+    """Check ``user_id, item_id, confidence`` rows and return their count.
+
+    Raises:
+        EmptyInput: no rows.
+        ValueError: a null id or confidence, a NaN, infinite or negative confidence, or a
+            (user, item) pair stored twice (the message gives the counts).
+    """
+    conf = F.col("confidence")
+    bad = (F.col("user_id").isNull() | F.col("item_id").isNull() | conf.isNull()
+           | F.isnan(conf) | (F.abs(conf) == float("inf")) | (conf < 0))
+    stats = matrix.agg(F.count(F.lit(1)).alias("rows"),
+                       F.sum(bad.cast("long")).alias("bad"),
+                       F.count_distinct("user_id", "item_id").alias("pairs")).collect()[0]
+    if stats["rows"] == 0:
+        raise EmptyInput("no (user, item, confidence) rows to factorise")
+    if stats["bad"]:
+        raise ValueError(f"{stats['bad']} row(s) have a null id or a confidence that is null, "
+                         "NaN, infinite or negative")
+    if stats["pairs"] != stats["rows"]:
+        raise ValueError(f"{stats['rows'] - stats['pairs']} duplicate (user, item) row(s)")
+    return int(stats["rows"])
+
+
+def fit_als(ratings: DataFrame, als: AlsSettings, seed: int,
+            checkpoint_dir: str | None = None) -> ALSModel:
+    """Fit MLlib implicit-feedback ALS.
+
+    Args:
+        ratings: ``user_idx`` (int), ``item_idx`` (int), ``confidence`` (non-negative).
+        als: rank (``factors``), ``iterations``, ``alpha``, ``regParam`` (see
+            :func:`~jobs.embeddings.spark_reg_param`), blocks, checkpoint interval.
+        seed: seed of the random initial factors.
+        checkpoint_dir: resolved folder for checkpoints, or None for none.
+
+    Returns:
+        The fitted model; ``userFactors`` and ``itemFactors`` are ``id`` (int),
+        ``features`` (array<float>, length F).
+    """
+    if checkpoint_dir:
+        ratings.sparkSession.sparkContext.setCheckpointDir(checkpoint_dir)
+    estimator = ALS(
+        rank=als.factors, maxIter=als.iterations, regParam=spark_reg_param(als),
+        implicitPrefs=True, alpha=als.alpha, nonnegative=False, seed=seed,
+        numUserBlocks=als.spark_blocks, numItemBlocks=als.spark_blocks,
+        checkpointInterval=als.spark_checkpoint_interval if checkpoint_dir else -1,
+        userCol="user_idx", itemCol="item_idx", ratingCol="confidence",
+    )
+    return estimator.fit(ratings)
+
+
+def check_factor_frame(factors: DataFrame, what: str) -> None:
+    """Refuse a factor DataFrame (``features`` array column) with NaN, infinite or only zeros.
+
+    Raises:
+        FactorizationError: naming ``what`` and the problem.
+    """
+    bad = F.exists("features", lambda x: F.isnan(x) | (F.abs(x) == float("inf")))
+    peak = F.array_max(F.transform("features", lambda x: F.abs(x)))
+    stats = factors.agg(F.sum(bad.cast("long")).alias("bad"), F.max(peak).alias("peak"),
+                        F.count(F.lit(1)).alias("rows")).collect()[0]
+    if stats["bad"]:
+        raise FactorizationError(f"{what}: {stats['bad']} vector(s) hold NaN or infinite values")
+    if stats["rows"] and not stats["peak"]:
+        raise FactorizationError(f"{what} are all zero")
+
+
+def attach_ids(factors: DataFrame, index: DataFrame, column: str, version: str,
+               ds: str) -> DataFrame:
+    """Factor rows (``id`` int, ``features``) -> contract rows (``id`` string, ``vector``, ...)."""
+    return (factors.join(index, factors["id"] == index["idx"])
+            .select(F.col(column).alias("id"),
+                    F.col("features").cast("array<float>").alias("vector"),
+                    F.lit(version).alias("model_version"), F.lit(ds).alias("ds")))
+
+
+def embed(matrix: DataFrame, als: AlsSettings, seed: int, version: str, ds: str,
+          checkpoint_dir: str | None = None) -> tuple[DataFrame, DataFrame, dict]:
+    """Training-matrix rows -> user and item embedding rows (the pure part of the job).
+
+    Args:
+        matrix: ``user_id``, ``item_id``, ``confidence`` (one row per pair).
+        als: the ALS settings.
+        seed: resolved seed.
+        version: model version for every row.
+        ds: partition value.
+        checkpoint_dir: resolved checkpoint folder or None.
+
+    Returns:
+        ``(users, items, figures)``: two DataFrames with the embeddings contract (cached;
+        the caller unpersists), and ``nnz``, ``users``, ``items``, ``fit_s``.
+
+    Raises:
+        EmptyInput, ValueError: see :func:`check_input`.
+        FactorizationError: the factors hold NaN, infinite values or only zeros.
+    """
+    matrix = matrix.select("user_id", "item_id", "confidence").cache()
+    try:
+        nnz = check_input(matrix)
+        user_index = index_ids(matrix, "user_id").cache()
+        item_index = index_ids(matrix, "item_id").cache()
+        ratings = (matrix
+                   .join(user_index.withColumnRenamed("idx", "user_idx"), "user_id")
+                   .join(item_index.withColumnRenamed("idx", "item_idx"), "item_id")
+                   .select("user_idx", "item_idx", F.col("confidence").cast("float"))
+                   .cache())
+        ratings.count()
+        began = time.perf_counter()
+        model = fit_als(ratings, als, seed, checkpoint_dir)
+        fit_s = time.perf_counter() - began
+        check_factor_frame(model.userFactors, "user factors")
+        check_factor_frame(model.itemFactors, "item factors")
+        users = attach_ids(model.userFactors, user_index, "user_id", version, ds).cache()
+        items = attach_ids(model.itemFactors, item_index, "item_id", version, ds).cache()
+        figures = {"nnz": nnz, "users": users.count(), "items": items.count(),
+                   "fit_s": round(fit_s, 3)}
+        ratings.unpersist()
+        user_index.unpersist()
+        item_index.unpersist()
+    finally:
+        matrix.unpersist()
+    return users, items, figures
+
+
+def run_spark(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    """Fit MLlib ALS on ``gold/training_matrix/ds=<ds>`` and overwrite both embedding tables.
+
+    Returns:
+        ``ds``, ``backend``, ``model_version``, ``users``, ``items``, ``nnz``, ``factors``,
+        ``fit_s`` and the Delta versions written.
+    """
+    lake = Lake(settings)
+    als, seed = settings.als, resolve_seed(settings.als, settings.seed)
+    version = model_version(ds, als, seed)
+    checkpoint = (settings.resolve(als.spark_checkpoint_dir) if als.spark_checkpoint_dir
+                  else None)
+    matrix = lake.read_spark(spark, TRAINING_MATRIX.name, [ds])
+    try:
+        users, items, figures = embed(matrix, als, seed, version, ds, checkpoint)
+    except EmptyInput:
+        raise EmptyInput(f"{TRAINING_MATRIX.name}: no rows for ds={ds}") from None
+    try:
+        written = {USER_EMBEDDINGS.name: lake.write_spark(USER_EMBEDDINGS.name, users, [ds]),
+                   ITEM_EMBEDDINGS.name: lake.write_spark(ITEM_EMBEDDINGS.name, items, [ds])}
+    finally:
+        users.unpersist()
+        items.unpersist()
+    log.info("MLlib ALS %s on %d users x %d items (%d nnz): %.1f s", version,
+             figures["users"], figures["items"], figures["nnz"], figures["fit_s"])
+    return {"ds": ds, "backend": "spark", "model_version": version, **figures,
+            "factors": als.factors, "versions": written}

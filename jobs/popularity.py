@@ -1,0 +1,214 @@
+"""``recpipe popularity``: ``silver/interactions`` + ``silver/users`` -> ``gold/popularity/ds=``.
+
+Time-decayed popularity, overall (segment ``all``) and per user segment (:mod:`jobs.segments`).
+For each event inside the window ``(ds - window_days, ds]``::
+
+    w = event_weights[type] * 0.5 ** (age_days / half_life_days)
+
+with ``age_days`` measured from the end of ``ds``. A user's weights on one item are summed
+and capped at ``user_item_cap``; an item's score in a segment is the sum over the segment's
+users, divided by the segment's top score (so the top item has 1.0). Segments with fewer
+than ``min_segment_users`` active users are not written: callers fall back to ``all``.
+Users missing from ``silver/users`` (or all users, when there is no snapshot at or before
+``ds``) get the segment of a user with no attributes, as the service does for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date, timedelta
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from conf import Settings
+from conf.retrieval import PopularitySettings, SegmentRule
+from jobs.asof import latest_partition_at_or_before
+from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.errors import EmptyInput
+from jobs.lake import Lake
+from jobs.schemas import SILVER_INTERACTIONS, SILVER_USERS, TableSpec, register
+from jobs.segments import ALL, segment_of
+from jobs.training_matrix import window_dates
+
+log = logging.getLogger(__name__)
+
+POPULARITY = register(TableSpec(
+    "gold/popularity",
+    pa.schema([
+        pa.field("segment", pa.string(), False),   # "all" or e.g. "age=25-34|gender=F"
+        pa.field("item_id", pa.string(), False),
+        pa.field("score", pa.float64(), False),    # decayed weight / segment's top; top = 1.0
+        pa.field("rank", pa.int32(), False),       # 1 = most popular in the segment
+        pa.field("ds", pa.string(), False),
+    ]),
+    ("ds",),
+))
+
+
+def day_bounds(ds: str, window_days: int) -> tuple[str, str]:
+    """``(start, end)`` ISO timestamps of the window: ``window_days`` whole days ending with
+    ``ds`` (``end`` is midnight UTC after ``ds``, exclusive)."""
+    end = date.fromisoformat(ds) + timedelta(days=1)
+    return (end - timedelta(days=window_days)).isoformat(), end.isoformat()
+
+
+def decayed_user_items(events: DataFrame, cfg: PopularitySettings, ds: str) -> DataFrame:
+    """Per (user, item): the capped sum of decayed event weights inside the window.
+
+    Args:
+        events: silver rows with at least ``user_id, item_id, event_type, ts``.
+        cfg: weights, decay, window and cap.
+        ds: logical date; ages are measured from its end.
+
+    Returns:
+        ``user_id, item_id, w`` with ``0 < w <= cfg.user_item_cap``.
+    """
+    start, end = day_bounds(ds, cfg.window_days)
+    weights = {t: w for t, w in sorted(cfg.event_weights.items()) if w > 0}
+    if not weights:
+        raise ValueError(f"popularity.event_weights gives no event type a positive weight: "
+                         f"{cfg.event_weights}")
+    base = F.lit(None).cast("double")
+    for etype, w in weights.items():
+        base = F.when(F.col("event_type") == etype, F.lit(float(w))).otherwise(base)
+    end_s = F.lit(end).cast("timestamp").cast("double")
+    age_days = (end_s - F.col("ts").cast("double")) / 86400.0
+    return (events
+            .where((F.col("ts") >= F.lit(start).cast("timestamp"))
+                   & (F.col("ts") < F.lit(end).cast("timestamp"))
+                   & F.col("event_type").isin(list(weights)))
+            .withColumn("w", base * F.pow(F.lit(0.5), age_days / cfg.half_life_days))
+            .groupBy("user_id", "item_id")
+            .agg(F.least(F.sum("w"), F.lit(float(cfg.user_item_cap))).alias("w")))
+
+
+def user_segments(users: DataFrame, rules: list[SegmentRule]) -> DataFrame:
+    """``user_id, segment`` for every row of ``users`` (``user_id, attributes`` map).
+
+    The key comes from :func:`jobs.segments.segment_of`, the one definition the service
+    shares: it is evaluated on the driver once per distinct combination of the rules'
+    attribute values (a few hundred at most for sensible rules), then joined back, so no
+    Python runs on the executors.
+    """
+    names = [f"_a{i}" for i in range(len(rules))]
+    keyed = users.select("user_id", *[F.col("attributes").getItem(r.attribute).alias(n)
+                                      for r, n in zip(rules, names, strict=True)])
+    combos = keyed.select(*names).distinct().collect()
+    mapping = [
+        (*row, segment_of({r.attribute: v for r, v in zip(rules, row, strict=True)
+                           if v is not None}, rules))
+        for row in combos
+    ]
+    schema = T.StructType([*(T.StructField(n, T.StringType()) for n in names),
+                           T.StructField("segment", T.StringType(), False)])
+    lookup = users.sparkSession.createDataFrame(mapping, schema)
+    cond = [keyed[n].eqNullSafe(lookup[n]) for n in names]
+    return keyed.join(F.broadcast(lookup), cond, "left").select(keyed["user_id"], "segment")
+
+
+def rank_top_k(scores: DataFrame, top_k: int) -> DataFrame:
+    """Normalise ``segment, item_id, score`` by each segment's top score and keep its top k.
+
+    Ranks order by score (descending), then ``item_id`` (ascending), so ties are stable.
+    """
+    by_segment = Window.partitionBy("segment")
+    ordered = by_segment.orderBy(F.col("score").desc(), F.col("item_id").asc())
+    return (scores
+            .withColumn("score", F.col("score") / F.max("score").over(by_segment))
+            .withColumn("rank", F.row_number().over(ordered))
+            .where(F.col("rank") <= top_k))
+
+
+def transform(events: DataFrame, segments: DataFrame | None, cfg: PopularitySettings,
+              ds: str) -> DataFrame:
+    """Popularity lists for ``ds``: overall and per segment.
+
+    Args:
+        events: silver interactions (``user_id, item_id, event_type, ts``), window not yet
+            applied.
+        segments: ``user_id, segment`` (see :func:`user_segments`), or ``None`` if no user
+            snapshot exists; ignored when ``cfg.segments`` is empty.
+        cfg: popularity settings.
+        ds: logical date.
+
+    Returns:
+        ``segment, item_id, score, rank, ds``, at most ``cfg.top_k`` rows per segment.
+    """
+    user_items = decayed_user_items(events, cfg, ds)
+    overall = (user_items.groupBy("item_id").agg(F.sum("w").alias("score"))
+               .withColumn("segment", F.lit(ALL)))
+    parts = [overall.select("segment", "item_id", "score")]
+    if cfg.segments:
+        unknown = segment_of(None, cfg.segments)
+        tagged = user_items if segments is None else user_items.join(
+            segments, "user_id", "left")
+        if segments is None:
+            tagged = tagged.withColumn("segment", F.lit(unknown))
+        tagged = tagged.withColumn("segment", F.coalesce(F.col("segment"), F.lit(unknown)))
+        big = (tagged.groupBy("segment")
+               .agg(F.countDistinct("user_id").alias("n_users"))
+               .where(F.col("n_users") >= cfg.min_segment_users)
+               .select("segment"))
+        per_segment = (tagged.join(big, "segment", "left_semi")
+                       .groupBy("segment", "item_id").agg(F.sum("w").alias("score")))
+        parts.append(per_segment.select("segment", "item_id", "score"))
+    scores = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    return (rank_top_k(scores, cfg.top_k)
+            .withColumn("ds", F.lit(ds))
+            .select(*POPULARITY.schema.names))
+
+
+def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    """Build ``gold/popularity/ds=<ds>``.
+
+    Raises:
+        EmptyInput: no ``silver/interactions`` partition inside the window.
+    """
+    cfg: PopularitySettings = settings.popularity
+    lake = Lake(settings)
+    dates = window_dates(lake, ds, cfg.window_days)
+    if not dates:
+        raise EmptyInput(f"silver/interactions has no event_date partition in the "
+                         f"{cfg.window_days} days up to {ds}")
+    events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
+    users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
+    segments = None
+    if users_ds is None:
+        log.warning("silver/users has no snapshot at or before %s: every user gets the "
+                    "segment of a user without attributes", ds)
+    elif cfg.segments:
+        segments = user_segments(lake.read_spark(spark, SILVER_USERS.name, [users_ds]),
+                                 cfg.segments)
+    table = transform(events, segments, cfg, ds).cache()
+    try:
+        version = lake.write_spark(POPULARITY.name, table, [ds])
+        stats = table.agg(F.count(F.lit(1)).alias("rows"),
+                          F.countDistinct("segment").alias("segments")).collect()[0].asDict()
+    finally:
+        table.unpersist()
+    return {"ds": ds, "event_partitions": len(dates), "users_partition": users_ds, **stats,
+            "version": version}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recpipe popularity",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--ds", required=True, type=parse_ds)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    from jobs.spark import get_spark
+
+    try:
+        report = run(get_spark(settings), settings, args.ds)
+    except EmptyInput as exc:
+        print(f"recpipe popularity: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report))
+    return 0

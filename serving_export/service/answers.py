@@ -1,0 +1,80 @@
+"""Hand-written JSON for hot-path answers (same shapes as the pydantic models).
+
+Building the string directly from cached item-id literals avoids creating and validating a
+model per item; ids that come from the request are escaped with ``json.dumps``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from serving_export.release_reader import Release
+from serving_export.service.recommend import Entry
+
+_dumps = json.dumps
+
+
+def num(value: float | None) -> str:
+    """A finite float as a short JSON number (6 significant digits), or ``null``."""
+    return "null" if value is None else f"{value:.6g}"
+
+
+def items_json(rel: Release, entries: Sequence[Entry]) -> str:
+    """The ``items`` array of an answer, from the release's cached per-item heads
+    (``{"item_id":...,"score":``) and per-(source, retrieval) tails. Whole arrays are cached
+    per release too (bounded), so a repeated answer costs one hash lookup."""
+    key = tuple(entries)
+    cache = rel.answer_cache
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    head = rel.item_head
+    tail = rel.entry_tail
+    text = "[" + ",".join([
+        f"{head(row)}{'null' if score is None else f'{score:.6g}'}{tail(source, mask)}"
+        for row, score, source, mask in entries
+    ]) + "]"
+    if len(cache) >= ANSWER_CACHE_ENTRIES:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
+ANSWER_CACHE_ENTRIES = 16384
+"""Serialised item arrays kept per release (about 2 KiB each for 20 items)."""
+
+
+def user_answer(rel: Release, user_id: str, surface: str, source: str, degraded: bool,
+                entries: Sequence[Entry]) -> str:
+    """JSON of :class:`~serving_export.service.models.UserRecommendations`."""
+    return (f'{{"user_id":{_dumps(user_id)},"surface":"{surface}","release_id":'
+            f'{_dumps(rel.id)},"source":"{source}","degraded":'
+            f'{"true" if degraded else "false"},"items":{items_json(rel, entries)}}}')
+
+
+def similar_answer(rel: Release, item_id: str, source: str, degraded: bool,
+                   entries: Sequence[Entry]) -> str:
+    """JSON of :class:`~serving_export.service.models.SimilarItems`."""
+    return (f'{{"item_id":{_dumps(item_id)},"release_id":{_dumps(rel.id)},"source":'
+            f'"{source}","degraded":{"true" if degraded else "false"},"items":'
+            f'{items_json(rel, entries)}}}')
+
+
+def batch_answer(rel: Release, degraded: bool, results: Sequence[str]) -> str:
+    """JSON of :class:`~serving_export.service.models.BatchResponse` from user answers."""
+    return (f'{{"release_id":{_dumps(rel.id)},"degraded":{"true" if degraded else "false"},'
+            f'"results":[{",".join(results)}]}}')
+
+
+def rerank_answer(rel: Release, user_id: str, source: str, degraded: bool,
+                  rows: Sequence[tuple[str, float | None, bool]]) -> str:
+    """JSON of :class:`~serving_export.service.models.RerankResponse`."""
+    item_source = "reranked" if source == "reranked" else "popular"
+    items = ",".join(
+        f'{{"item_id":{_dumps(item)},"score":{num(score)},"source":"{item_source}",'
+        f'"known":{"true" if known else "false"}}}'
+        for item, score, known in rows
+    )
+    return (f'{{"user_id":{_dumps(user_id)},"release_id":{_dumps(rel.id)},"source":'
+            f'"{source}","degraded":{"true" if degraded else "false"},"items":[{items}]}}')

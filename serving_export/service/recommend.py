@@ -1,0 +1,314 @@
+"""Serve-time logic on a loaded release: filters, exclusions, boosts, blend, fallbacks.
+
+Pure functions of (release, request, real-time state); no I/O. Lists are walked item by item
+and stop as soon as ``n`` items pass, which on short lists beats vectorised numpy calls
+with their fixed per-call cost.
+
+An :data:`Entry` is ``(item_row, score, source, retrieval_mask or None)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving_export.realtime import EMPTY, Recent
+from serving_export.release_reader import Release
+from serving_export.service.models import Filters
+
+Entry = tuple[int, float | None, str, int | None]
+
+DEFAULT_FILTERS = Filters()
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How items similar to a user's last interactions are blended in.
+
+    Attributes:
+        share: fraction of the ``n`` slots given to blended items (0 disables).
+        seeds: most recent positive items used as seeds.
+        per_seed: similar items considered per seed.
+    """
+
+    share: float = 0.2
+    seeds: int = 3
+    per_seed: int = 10
+
+
+class _Gate:
+    """Decides whether an item row may be shown to this user for this request."""
+
+    __slots__ = ("check_available", "available", "excluded", "include", "exclude",
+                 "nothing", "simple", "unavailable")
+
+    def __init__(self, rel: Release, user_row: int, filters: Filters, recent: Recent):
+        self.check_available = filters.available_only and not rel.all_available
+        self.available = rel.available
+        excluded: set[int] = set()
+        if filters.exclude_recent and recent.items:
+            excluded.update(r for r in map(rel.item_row, recent.items) if r >= 0)
+        if filters.exclude_purchased and user_row >= 0:
+            bought = rel.purchased(user_row)
+            if len(bought):
+                excluded.update(bought.tolist())
+        if filters.exclude_item_ids:
+            excluded.update(r for r in map(rel.item_row, filters.exclude_item_ids) if r >= 0)
+        self.excluded = excluded
+        self.include = None
+        self.nothing = False
+        if filters.include_categories is not None:
+            masks = [m for m in map(rel.category_mask, filters.include_categories)
+                     if m is not None]
+            if masks:
+                self.include = np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
+            else:
+                self.nothing = True  # only unknown categories: nothing can match
+        self.exclude = None
+        if filters.exclude_categories:
+            masks = [m for m in map(rel.category_mask, filters.exclude_categories)
+                     if m is not None]
+            if masks:
+                self.exclude = np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
+        self.unavailable = rel.unavailable_rows if self.check_available else frozenset()
+        self.simple = (self.include is None and self.exclude is None
+                       and (not self.check_available or rel.unavailable_rows is not None))
+        if self.unavailable is None:
+            self.unavailable = frozenset()
+
+    def ok(self, row: int) -> bool:
+        if row in self.excluded:
+            return False
+        if self.check_available and not self.available[row]:
+            return False
+        if self.include is not None and not self.include[row]:
+            return False
+        return not (self.exclude is not None and self.exclude[row])
+
+
+def _take(gate: _Gate, taken: set[int], rows: Iterable[int], scores: Iterable[float],
+          masks: Iterable[int | None], source: str, limit: int, out: list[Entry]) -> None:
+    """Append up to ``limit`` acceptable, not yet taken entries to ``out``."""
+    if limit <= 0 or gate.nothing:
+        return
+    remaining = limit
+    add, append = taken.add, out.append
+    if gate.simple:  # exclusions by id only (the common case), kept tight
+        excluded, unavailable = gate.excluded, gate.unavailable
+        for row, score, mask in zip(rows, scores, masks, strict=False):
+            if row in taken or row in excluded or row in unavailable:
+                continue
+            add(row)
+            append((row, score, source, mask))
+            remaining -= 1
+            if not remaining:
+                return
+        return
+    ok = gate.ok
+    for row, score, mask in zip(rows, scores, masks, strict=False):
+        if row in taken or not ok(row):
+            continue
+        add(row)
+        append((row, score, source, mask))
+        remaining -= 1
+        if not remaining:
+            return
+
+
+def _take_arrays(rel: Release, gate: _Gate, taken: set[int], items: np.ndarray,
+                 scores: np.ndarray, masks: np.ndarray | None, source: str, limit: int,
+                 out: list[Entry]) -> None:
+    """:func:`_take` over arrays, converting only a prefix to Python unless more is needed."""
+    if limit <= 0 or gate.nothing or not len(items):
+        return
+    if rel.any_boost:
+        rows_l, scores_l, masks_l = _boosted(rel, items, scores, masks)
+        _take(gate, taken, rows_l, scores_l, masks_l, source, limit, out)
+        return
+    end = len(out) + limit
+    start, stop = 0, 2 * limit + len(gate.excluded) + 8
+    while start < len(items) and len(out) < end:
+        part = slice(start, stop)
+        m = masks[part].tolist() if masks is not None else [None] * len(items[part])
+        _take(gate, taken, items[part].tolist(), scores[part].tolist(), m, source,
+              end - len(out), out)
+        start, stop = stop, stop + 4 * limit + 64
+
+
+def _boosted(rel: Release, items: np.ndarray, scores: np.ndarray,
+             masks: np.ndarray | None) -> tuple[list, list, list]:
+    """Order by boosted score ``s + |s| * (boost - 1)`` (``s * boost`` for s >= 0)."""
+    s = scores.astype(np.float64)
+    adj = s + np.abs(s) * (rel.boost[items].astype(np.float64) - 1.0)
+    order = np.argsort(-adj, kind="stable")
+    return (items[order].tolist(), adj[order].tolist(),
+            masks[order].tolist() if masks is not None else [None] * len(items))
+
+
+def _lists(rel: Release, items: np.ndarray, scores: np.ndarray,
+           masks: np.ndarray | None) -> tuple[list, list, Iterable]:
+    if rel.any_boost and len(items):
+        return _boosted(rel, items, scores, masks)
+    return items.tolist(), scores.tolist(), (masks.tolist() if masks is not None
+                                             else [None] * len(items))
+
+
+def _similar_to_seeds(rel: Release, seeds: Iterable[str], blend: Blend) -> tuple[list, list]:
+    """Round-robin over the similar lists of the seed items (best of each first)."""
+    lists = []
+    for item in seeds:
+        row = rel.item_row(item)
+        if row >= 0:
+            items, scores = rel.similar(row)
+            lists.append((items[: blend.per_seed].tolist(), scores[: blend.per_seed].tolist()))
+    rows: list[int] = []
+    scores_out: list[float] = []
+    for k in range(max((len(i) for i, _ in lists), default=0)):
+        for items, scores in lists:
+            if k < len(items):
+                rows.append(items[k])
+                scores_out.append(scores[k])
+    return rows, scores_out
+
+
+def _interleave(main: list[Entry], blended: list[Entry], n: int) -> list[Entry]:
+    """Put blended entries at evenly spaced slots (every ``n // k``-th) among ``main``."""
+    if not blended:
+        return main[:n]
+    step = max(1, n // len(blended))
+    out: list[Entry] = []
+    mi = bi = 0
+    while len(out) < n and (mi < len(main) or bi < len(blended)):
+        if bi < len(blended) and (len(out) % step == step - 1 or mi >= len(main)):
+            out.append(blended[bi])
+            bi += 1
+        else:
+            out.append(main[mi])
+            mi += 1
+    return out
+
+
+def recommend_user(rel: Release, surface: str, user_id: str, n: int,
+                   filters: Filters | None, recent: Recent | None,
+                   blend: Blend) -> tuple[str, list[Entry], bool]:
+    """A user's answer.
+
+    Args:
+        rel: the live release; surface: one of ``rel.surfaces``; n: items wanted (>= 1).
+        filters: request filters (``None``: defaults).
+        recent: real-time state, ``None`` when the store was unavailable.
+        blend: blend parameters.
+
+    Returns:
+        ``(source, entries, backfilled)``: ``personalized`` or ``popular``; at most ``n``
+        entries; whether popular items (segment, then overall) filled a short list.
+    """
+    filters = filters or DEFAULT_FILTERS
+    recent = recent or EMPTY
+    row = rel.user_row(user_id)
+    gate = _Gate(rel, row, filters, recent)
+    taken: set[int] = set()
+    if row >= 0:
+        items, scores, masks = rel.topn(surface, row)
+    else:
+        items = scores = masks = None
+    if items is not None and len(items):
+        source, list_source = "personalized", "personalized"
+    else:
+        items, scores, _ = rel.popular_for(row)
+        masks = None
+        source, list_source = "popular", "popular"
+    k_blend = 0
+    seeds: tuple[str, ...] = ()
+    if filters.blend_similar and recent.seeds and blend.share > 0 and blend.seeds > 0:
+        seeds = recent.seeds[: blend.seeds]
+        k_blend = min(n - 1, int(round(n * blend.share))) if n > 1 else 0
+    main: list[Entry] = []
+    blended: list[Entry] = []
+    if k_blend:
+        # Take the main list's share first so blended items do not displace its head.
+        _take_arrays(rel, gate, taken, items, scores, masks, list_source, n - k_blend, main)
+        sim_rows, sim_scores = _similar_to_seeds(rel, seeds, blend)
+        _take(gate, taken, sim_rows, sim_scores, [None] * len(sim_rows), "similar", k_blend,
+              blended)
+        if len(blended) < k_blend:
+            _take_arrays(rel, gate, taken, items, scores, masks, list_source,
+                         k_blend - len(blended), main)
+    else:
+        _take_arrays(rel, gate, taken, items, scores, masks, list_source, n, main)
+    out = _interleave(main, blended, n)
+    backfilled = False
+    # Short list: fill from the segment's popular list (if not used already), then overall.
+    fills = []
+    if source == "personalized":
+        fills.append(rel.popular_for(row)[:2])
+    if rel.popular_for(row)[2] is not None or source == "personalized":
+        fills.append(rel.overall_popular)
+    for pop_items, pop_scores in fills:
+        if len(out) >= n:
+            break
+        before = len(out)
+        _take_arrays(rel, gate, taken, pop_items, pop_scores, None, "popular", n - len(out),
+                     out)
+        backfilled = backfilled or len(out) > before
+    return source, out, backfilled
+
+
+def similar_items(rel: Release, item_row: int, n: int,
+                  filters: Filters | None) -> tuple[str, list[Entry]]:
+    """Items similar to ``item_row`` (never itself); overall popular items if it has none.
+
+    Only the item-side filters apply (availability, categories, excluded ids).
+    """
+    filters = filters or DEFAULT_FILTERS
+    gate = _Gate(rel, -1, filters, EMPTY)
+    taken = {item_row}
+    out: list[Entry] = []
+    items, scores = rel.similar(item_row)
+    if len(items):
+        rows_l, scores_l, masks_l = _lists(rel, items, scores, None)
+        _take(gate, taken, rows_l, scores_l, masks_l, "similar", n, out)
+        if out:
+            return "similar", out
+    items, scores, _ = rel.popular_for(-1)
+    rows_l, scores_l, masks_l = _lists(rel, items, scores, None)
+    _take(gate, taken, rows_l, scores_l, masks_l, "popular", n, out)
+    return "popular", out
+
+
+def rerank(rel: Release, user_id: str, item_ids: list[str]) -> tuple[str, list[tuple]]:
+    """Order ``item_ids`` for the user by dot product of their release embeddings.
+
+    Returns:
+        ``(source, rows)`` with rows ``(item_id, score or None, known)``: known items by
+        score descending, then items without a vector (``known`` false) in request order.
+        An unknown user (or a release without embeddings) gets the items ordered by their
+        popularity in the user's segment (``source`` ``popular``; items not in that list
+        follow with a null score).
+    """
+    ids = list(dict.fromkeys(item_ids))
+    rows = rel.item_rows(ids)
+    user_row = rel.user_row(user_id)
+    has_vectors = rel.user_vectors is not None and rel.item_vectors is not None
+    if has_vectors and user_row >= 0 and rel.user_has_vector[user_row]:
+        known = (rows >= 0)
+        known[known] = rel.item_has_vector[rows[known]]
+        scores = np.zeros(len(ids), dtype=np.float64)
+        if known.any():
+            scores[known] = rel.item_vectors[rows[known]] @ rel.user_vectors[user_row]
+        order = np.flatnonzero(known)[np.argsort(-scores[known], kind="stable")]
+        out = [(ids[i], float(scores[i]), True) for i in order.tolist()]
+        out += [(ids[i], None, False) for i in np.flatnonzero(~known).tolist()]
+        return "reranked", out
+    pop_items, pop_scores, _ = rel.popular_for(user_row)
+    pop = dict(zip(pop_items.tolist(), pop_scores.tolist(), strict=True))
+    ranked = sorted((i for i in range(len(ids)) if rows[i] >= 0 and int(rows[i]) in pop),
+                    key=lambda i: -pop[int(rows[i])])
+    rest = [i for i in range(len(ids)) if rows[i] >= 0 and int(rows[i]) not in pop]
+    unknown = [i for i in range(len(ids)) if rows[i] < 0]
+    out = [(ids[i], pop[int(rows[i])], True) for i in ranked]
+    out += [(ids[i], None, True) for i in rest]
+    out += [(ids[i], None, False) for i in unknown]
+    return "popular", out

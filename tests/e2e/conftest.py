@@ -1,0 +1,53 @@
+"""One real nightly run on MovieLens 100K through Airflow, shared by the e2e tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DS = "1998-04-22"
+
+
+def pipeline_env(tmp: Path) -> dict[str, str]:
+    """Environment for a run isolated in ``tmp`` (lake, landing, Airflow home)."""
+    env = dict(os.environ)
+    env.update({
+        "RECPIPE_LAKE_ROOT": str(tmp / "lake"),
+        "RECPIPE_DATA_DIR": str(REPO / "var" / "data"),  # dataset download cache, reused
+        "AIRFLOW_HOME": str(tmp / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    })
+    return env
+
+
+def run_checked(cmd: list[str], env: dict[str, str], log: Path) -> None:
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+    if proc.returncode:
+        tail = "\n".join(log.read_text().splitlines()[-60:])
+        raise AssertionError(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def nightly_run(tmp_path_factory):
+    """Run ``recpipe_nightly`` for DS with ``airflow dags test``; returns (env, tmp)."""
+    tmp = tmp_path_factory.mktemp("nightly")
+    env = pipeline_env(tmp)
+    run_checked([str(BIN / "airflow"), "db", "migrate"], env, tmp / "migrate.log")
+    run_checked([str(BIN / "airflow"), "pools", "set", "spark", "1", "spark"], env,
+                tmp / "pool.log")
+    conf = json.dumps({"dataset": "movielens-100k", "landing": str(tmp / "landing")})
+    run_checked([str(BIN / "airflow"), "dags", "test", "recpipe_nightly", DS, "-c", conf],
+                env, tmp / "dag.log")
+    log = (tmp / "dag.log").read_text()
+    assert "state=success" in log.split("DagRun Finished")[-1], log[-3000:]
+    return env, tmp

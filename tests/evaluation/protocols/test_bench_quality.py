@@ -1,0 +1,100 @@
+"""``recpipe bench quality`` end to end on small slices (``--quick``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.quality import REPO_ROOT, main
+
+KEYS = {"ndcg@10", "recall@10", "recall@20", "ndcg@20", "recall@100", "pop_ndcg@10",
+        "pop_recall@100", "protocol", "seconds", "models", "best_model"}
+
+
+def _write_split(folder: Path, rng: np.random.Generator) -> list[Path]:
+    """Two taste groups of users (even / odd items), 8 items each in train, 2 valid, 2 test."""
+    lines: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    for user in range(40):
+        mine = rng.permutation(np.arange(user % 2, 40, 2))[:12]
+        for name, chunk in (("train", mine[:8]), ("valid", mine[8:10]), ("test", mine[10:])):
+            lines[name].append(" ".join(str(v) for v in [user, *chunk]))
+    paths = []
+    for name, rows in lines.items():
+        path = folder / f"{name}.txt"
+        path.write_text("\n".join(rows) + "\n")
+        paths.append(path)
+    return paths
+
+
+def test_fixed_split_quick_writes_every_key(tmp_path, capsys):
+    train, valid, test = _write_split(tmp_path, np.random.default_rng(0))
+    out = tmp_path / "out" / "result.json"
+    code = main(["--protocol", "fixed-split", "--train", str(train), "--valid", str(valid),
+                 "--test", str(test), "--quick", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= KEYS
+    assert result["protocol"] == "fixed-split"
+    assert set(result["models"]) == {"ials", "ease", "popularity"}
+    best = result["models"][result["best_model"]]
+    assert result["ndcg@10"] == best["test"]["ndcg@10"]
+    assert set(best["params"]) and best["trials"]
+    # the two taste groups are easy: any tuned model beats popularity clearly
+    assert result["ndcg@10"] > result["pop_ndcg@10"] + 0.1
+    assert result["dataset"]["test"] == 80
+    assert "published" in result and "fixed-split" in capsys.readouterr().out
+
+
+def test_msr_ml100k_quick_from_a_converted_events_file(tmp_path):
+    rng = np.random.default_rng(1)
+    users, items = [], []
+    for user in range(1, 61):
+        chosen = rng.choice(np.arange(1 + user % 3, 91, 3), size=16, replace=False)
+        users += [str(user)] * 16
+        items += [str(i) for i in chosen]
+    folder = tmp_path / "movielens-100k"
+    folder.mkdir()
+    pq.write_table(pa.table({"user_id": users, "item_id": items}), folder / "events.parquet")
+    out = tmp_path / "msr.json"
+    code = main(["--protocol", "msr-ml100k", "--quick", "--data-dir", str(tmp_path),
+                 "--json", str(out), "--models", "ease"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= KEYS
+    assert result["dataset"]["train"] == 60 * 12 and result["dataset"]["test"] == 60 * 4
+    assert set(result["models"]) == {"ease", "popularity"}
+
+
+ML1M = REPO_ROOT / ".." / "shared" / "data" / "ml-1m"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ML1M / "train.txt").is_file(), reason="shared ML-1M files absent")
+def test_recbole_ml1m_quick_on_the_shared_files(tmp_path):
+    out = tmp_path / "ml1m.json"
+    assert main(["--protocol", "recbole-ml1m", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= KEYS
+    assert result["dataset"]["interactions_raw"] == 836_478
+    assert 0.0 < result["pop_ndcg@10"] < result["ndcg@10"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--protocol", "fixed-split"], "needs --train, --valid and --test"),
+        (["--protocol", "fixed-split", "--train", "nope.txt", "--valid", "v", "--test", "t"],
+         "not found"),
+        (["--protocol", "recbole-ml1m", "--train", "x"], "are for fixed-split"),
+        (["--protocol", "msr-ml100k", "--models", "slim"], "--models"),
+        (["--protocol", "movielens"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

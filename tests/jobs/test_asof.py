@@ -1,0 +1,24 @@
+import pyarrow as pa
+
+from jobs.asof import latest_partition_at_or_before
+from jobs.lake import Lake
+from jobs.schemas import SILVER_USERS
+
+
+def _users(ds):
+    return pa.table({"user_id": ["u1"], "attributes": pa.array([None], SILVER_USERS.schema.field(
+        "attributes").type), "created_at": pa.array([None], pa.timestamp("us", tz="UTC")),
+        "ds": [ds]})
+
+
+def test_exact_partition_else_latest_before_never_after(settings):
+    lake = Lake(settings)
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2024-01-05") is None
+    for ds in ("2024-01-03", "2024-01-10", "2023-12-31"):
+        lake.overwrite_partitions(SILVER_USERS.name, _users(ds), [ds])
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2024-01-10") == "2024-01-10"
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2024-01-09") == "2024-01-03"
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2024-01-03") == "2024-01-03"
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2024-01-01") == "2023-12-31"
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2023-12-30") is None
+    assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2099-01-01") == "2024-01-10"

@@ -1,0 +1,137 @@
+import math
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+
+from conf.retrieval import PopularitySettings, SegmentRule
+from jobs.errors import EmptyInput
+from jobs.lake import Lake
+from jobs.popularity import POPULARITY, rank_top_k, run, transform, user_segments
+from jobs.schemas import SILVER_INTERACTIONS, SILVER_USERS
+
+pytestmark = pytest.mark.spark
+
+DS = "2024-01-10"  # window of 3 days: [2024-01-08T00:00, 2024-01-11T00:00)
+GENDER = SegmentRule(attribute="gender")
+CFG = PopularitySettings(half_life_days=1.0, window_days=3, user_item_cap=2.0,
+                         event_weights={"view": 1.0, "click": 1.0, "purchase": 3.0,
+                                        "skip": 0.0},
+                         segments=[GENDER], min_segment_users=1, top_k=10)
+
+
+def _ts(s):
+    return datetime.fromisoformat(s).replace(tzinfo=UTC)
+
+
+EVENTS = [
+    ("u1", "a", "click", _ts("2024-01-10T00:00:00")),     # age 1 day: 0.5
+    ("u1", "a", "purchase", _ts("2024-01-10T12:00:00")),  # 3 * 2**-0.5 = 2.121; u1,a capped 2
+    ("u2", "a", "view", _ts("2024-01-09T00:00:00")),      # age 2: 0.25
+    ("u2", "b", "view", _ts("2024-01-10T00:00:00")),      # 0.5
+    ("u4", "b", "click", _ts("2024-01-10T00:00:00")),     # 0.5 (u4 has no user row)
+    ("u3", "b", "click", _ts("2024-01-07T23:00:00")),     # before the window
+    ("u3", "b", "click", _ts("2024-01-11T00:00:00")),     # after the end of ds
+    ("u3", "c", "skip", _ts("2024-01-10T00:00:00")),      # weight 0
+    ("u3", "c", "rating", _ts("2024-01-10T00:00:00")),    # type not listed
+]
+USERS = [("u1", {"gender": "F"}), ("u2", {"gender": "M"}), ("u3", {"gender": "M"})]
+
+
+def _events_df(spark, rows=EVENTS):
+    return spark.createDataFrame(rows, "user_id string, item_id string, event_type string, "
+                                       "ts timestamp")
+
+
+def _users_df(spark):
+    return spark.createDataFrame(USERS, "user_id string, attributes map<string,string>")
+
+
+def _table(df):
+    return {(r.segment, r.item_id): (r.score, r.rank) for r in df.collect()}
+
+
+def test_decay_cap_window_and_segments(spark):
+    out = _table(transform(_events_df(spark), user_segments(_users_df(spark), [GENDER]), CFG,
+                           DS))
+    # all: a = 2 (capped) + 0.25 = 2.25, b = 0.5 + 0.5 = 1.0
+    assert set(out) == {("all", "a"), ("all", "b"), ("gender=F", "a"), ("gender=M", "a"),
+                        ("gender=M", "b"), ("gender=unknown", "b")}
+    assert out[("all", "a")] == (1.0, 1)
+    assert math.isclose(out[("all", "b")][0], 1.0 / 2.25)
+    assert out[("all", "b")][1] == 2
+    assert out[("gender=F", "a")] == (1.0, 1)
+    assert out[("gender=M", "b")] == (1.0, 1)            # 0.5 beats a's 0.25
+    assert math.isclose(out[("gender=M", "a")][0], 0.5)
+    assert out[("gender=M", "a")][1] == 2
+    assert out[("gender=unknown", "b")] == (1.0, 1)      # u4 is missing from users
+
+
+def test_small_segments_are_left_out_and_top_k_cuts(spark):
+    cfg = CFG.model_copy(update={"min_segment_users": 2, "top_k": 1})
+    out = _table(transform(_events_df(spark), user_segments(_users_df(spark), [GENDER]), cfg,
+                           DS))
+    # F has 1 active user, M has 1 (u3's events do not count), unknown 1: only "all" stays
+    assert out == {("all", "a"): (1.0, 1)}
+
+
+def test_without_users_every_user_is_unknown_and_no_rules_gives_only_all(spark):
+    out = _table(transform(_events_df(spark), None, CFG, DS))
+    assert {s for s, _ in out} == {"all", "gender=unknown"}
+    assert out[("gender=unknown", "a")] == out[("all", "a")]
+    only_all = _table(transform(_events_df(spark), None,
+                                CFG.model_copy(update={"segments": []}), DS))
+    assert {s for s, _ in only_all} == {"all"}
+
+
+def test_ties_rank_by_item_id(spark):
+    df = spark.createDataFrame([("s", "z", 2.0), ("s", "y", 2.0), ("s", "x", 1.0)],
+                               "segment string, item_id string, score double")
+    out = {r.item_id: (r.score, r.rank) for r in rank_top_k(df, 5).collect()}
+    assert out == {"y": (1.0, 1), "z": (1.0, 2), "x": (0.5, 3)}
+
+
+def test_no_positive_weight_is_refused(spark):
+    cfg = CFG.model_copy(update={"event_weights": {"view": 0.0}})
+    with pytest.raises(ValueError, match="event_weights"):
+        transform(_events_df(spark), None, cfg, DS)
+
+
+def _silver_events(rows):
+    n = len(rows)
+    return pa.table({
+        "event_id": [f"e{i}" for i in range(n)],
+        "user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+        "event_type": [r[2] for r in rows], "value": pa.nulls(n, pa.float64()),
+        "ts": pa.array([r[3] for r in rows], pa.timestamp("us", tz="UTC")),
+        "surface": pa.nulls(n, pa.string()), "content_hash": ["h"] * n,
+        "event_date": [r[3].date().isoformat() for r in rows],
+    })
+
+
+def test_run_writes_the_partition_and_a_rerun_gives_the_same_rows(spark, settings):
+    settings = settings.model_copy(update={"popularity": CFG})
+    lake = Lake(settings)
+    with pytest.raises(EmptyInput, match="no event_date partition"):
+        run(spark, settings, DS)
+    lake.append(SILVER_INTERACTIONS.name, _silver_events(EVENTS), "b1")
+    users = pa.table({"user_id": [u for u, _ in USERS],
+                      "attributes": pa.array([list(a.items()) for _, a in USERS],
+                                             SILVER_USERS.schema.field("attributes").type),
+                      "created_at": pa.nulls(len(USERS), pa.timestamp("us", tz="UTC")),
+                      "ds": ["2024-01-01"] * len(USERS)})
+    lake.overwrite_partitions(SILVER_USERS.name, users)  # older snapshot: read as of DS
+
+    first = run(spark, settings, DS)
+    assert first["users_partition"] == "2024-01-01"
+    assert first["rows"] == 6 and first["segments"] == 4
+    rows1 = sorted(lake.read_arrow(POPULARITY.name, [DS]).to_pylist(),
+                   key=lambda r: (r["segment"], r["rank"]))
+    run(spark, settings, DS)
+    rows2 = sorted(lake.read_arrow(POPULARITY.name, [DS]).to_pylist(),
+                   key=lambda r: (r["segment"], r["rank"]))
+    assert rows1 == rows2
+    assert len(rows1) == 6
+    assert {(r["segment"], r["item_id"], r["rank"]) for r in rows1 if r["rank"] == 1} == {
+        ("all", "a", 1), ("gender=F", "a", 1), ("gender=M", "b", 1),
+        ("gender=unknown", "b", 1)}

@@ -1,0 +1,39 @@
+import math
+from datetime import datetime, timezone
+
+import pytest
+
+from conf.pipeline import MatrixSettings
+from jobs.training_matrix import transform
+
+pytestmark = pytest.mark.spark
+
+
+def _ts(s):
+    return datetime.fromisoformat(s).replace(tzinfo=timezone.utc)
+
+
+def test_confidence_weighs_types_ratings_dwell_and_recency(spark):
+    cfg = MatrixSettings(
+        event_weights={"click": 1.0, "purchase": 5.0, "rating": 2.0, "view": 0.5,
+                       "skip": -1.0},
+        rating_center=3.0, dwell_weight=0.1, dwell_cap_s=10.0, half_life_days=1.0,
+    )
+    ds = "2024-01-10"  # recency measured from 2024-01-11T00:00Z
+    rows = [
+        ("u1", "a", "click", None, _ts("2024-01-10T00:00:00")),      # age 1 day: 1 * 0.5
+        ("u1", "a", "purchase", None, _ts("2024-01-11T00:00:00")),   # age 0: 5
+        ("u1", "b", "rating", 5.0, _ts("2024-01-09T00:00:00")),      # 2*(5-3) * 0.25 = 1
+        ("u1", "c", "view", 30.0, _ts("2024-01-11T00:00:00")),       # 0.5 + 0.1*10 = 1.5
+        ("u2", "a", "rating", 1.0, _ts("2024-01-11T00:00:00")),      # 2*(1-3) = -4: dropped
+        ("u2", "b", "click", None, _ts("2024-01-11T00:00:00")),      # 1
+        ("u2", "b", "skip", None, _ts("2024-01-11T00:00:00")),       # -1: total 0, dropped
+    ]
+    df = spark.createDataFrame(rows, ["user_id", "item_id", "event_type", "value", "ts"])
+    out = {(r.user_id, r.item_id): r for r in transform(df, cfg, ds).collect()}
+    assert set(out) == {("u1", "a"), ("u1", "b"), ("u1", "c")}
+    assert math.isclose(out[("u1", "a")].confidence, 5.5)
+    assert out[("u1", "a")].n_events == 2
+    assert math.isclose(out[("u1", "b")].confidence, 1.0)
+    assert math.isclose(out[("u1", "c")].confidence, 1.5)
+    assert out[("u1", "a")].ds == ds
