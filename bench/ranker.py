@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from conf import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # training imports torch: loaded only when a model runs
+    from torch import nn
+
+    from training.encoder import FeatureEncoder
+    from training.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +132,7 @@ def random_split(
     return tuple(table.take(pa.array(p)) for p in parts)  # type: ignore[return-value]
 
 
-def feature_spec(bucket_cap: int):  # noqa: ANN201 (training imported lazily)
+def feature_spec(bucket_cap: int) -> FeatureSpec:
     """The ML-100K feature spec; every table capped at ``bucket_cap`` rows."""
     from training.features import DenseFeature, FeatureSpec, SparseFeature
 
@@ -153,20 +159,22 @@ def load_movielens(settings: Settings, data_dir: Path | None) -> tuple[pa.Table,
     return tuple(pq.read_table(out / f"{n}.parquet") for n in names)
 
 
-def _inference_rate(ranker_model, encoder, table: pa.Table, batch_size: int) -> dict[str, float]:
+def _inference_rate(
+    model: nn.Module, encoder: FeatureEncoder, table: pa.Table, batch_size: int
+) -> dict[str, float]:
     """Samples/s of encode + forward and of forward alone over ``table``."""
     from training.scoring import score
 
     batches = [encoder.encode(table.slice(s, batch_size), False)
                for s in range(0, table.num_rows, batch_size)]
-    score(ranker_model, batches[0])  # warm-up
+    score(model, batches[0])  # warm-up
     start = time.perf_counter()
     for b in batches:
-        score(ranker_model, b)
+        score(model, b)
     forward = time.perf_counter() - start
     start = time.perf_counter()
     for s in range(0, table.num_rows, batch_size):
-        score(ranker_model, encoder.encode(table.slice(s, batch_size), False))
+        score(model, encoder.encode(table.slice(s, batch_size), False))
     full = time.perf_counter() - start
     return {"forward_samples_per_s": table.num_rows / forward,
             "encode_forward_samples_per_s": table.num_rows / full}

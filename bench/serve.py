@@ -34,10 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process in MiB (from /proc)."""
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process in MiB (from /proc): ``VmRSS`` (all), ``RssAnon`` (the
+    process's own heap) or ``RssFile`` (mapped file pages: the release's page cache, shared
+    and reclaimable)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -199,14 +201,24 @@ def _scale_probe(path: str, n_users: int, lookups: int) -> dict[str, float]:
         source, entries, _ = recommend_user(rel, "home_feed", user, 20, None, EMPTY, Blend())
         user_answer(rel, user, "home_feed", source, False, entries)
     per_answer_us = (time.perf_counter() - t0) / lookups * 1e6
+    after_lookups = _rss_mb(pid)
+    anon_after_lookups = _rss_mb(pid, "RssAnon")
+    file_after_lookups = _rss_mb(pid, "RssFile")
+    t0 = time.perf_counter()
+    Release.load(path, verify=False)
+    map_only_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ids = rel.user_ids
     index = {ids[k]: k for k in range(len(ids))}
     dict_build_s = time.perf_counter() - t0
+    dict_mb = _rss_mb(pid) - after_lookups
     del index
-    return {"load_s": load_s, "rss_mb_before": base, "rss_mb_after_load": after_load,
-            "rss_mb_after_lookups": _rss_mb(pid), "lookups": lookups,
-            "answer_us": per_answer_us, "dict_index_build_s": dict_build_s,
+    return {"load_s": load_s, "map_only_s": map_only_s, "rss_mb_before": base,
+            "rss_mb_after_load": after_load, "rss_mb_after_lookups": after_lookups,
+            "rss_anon_mb_after_lookups": anon_after_lookups,
+            "rss_file_mb_after_lookups": file_after_lookups,
+            "lookups": lookups, "answer_us": per_answer_us, "dict_index_build_s": dict_build_s,
+            "dict_index_mb": dict_mb,
             "release_mb": sum(f.stat().st_size for f in Path(path).rglob("*")
                               if f.is_file()) / 2**20}
 
@@ -291,6 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         min(conns, 8))
         rate = fixed_rate(url, args.users, args.rate, args.rate_seconds)
         results["rss_mb"] = _rss_mb(proc.pid)
+        results["rss_anon_mb"] = _rss_mb(proc.pid, "RssAnon")
         results.update(
             p50_ms=rate["p50_ms"], p99_ms=rate["p99_ms"], rps=users["rps"],
             healthz_rps=health["rps"], ratio_to_healthz=users["rps"] / health["rps"],
@@ -335,8 +348,11 @@ def _print(results: dict[str, Any]) -> None:
         print(f"scale {s['users']} users x top-{s['topn']} ({s['release_mb']:.0f} MiB on disk): "
               f"load {s['load_s']:.2f}s, RSS {s['rss_mb_after_load']:.0f} MiB after load, "
               f"{s['rss_mb_after_lookups']:.0f} MiB after {s['lookups']} answers "
-              f"({s['answer_us']:.0f} us each); a dict id index would take "
-              f"{s['dict_index_build_s']:.2f}s to build")
+              f"(own heap {s['rss_anon_mb_after_lookups']:.0f} MiB, mapped release pages "
+              f"{s['rss_file_mb_after_lookups']:.0f} MiB) "
+              f"({s['answer_us']:.0f} us each); map without hashing {s['map_only_s']:.2f}s; "
+              f"a dict id index would take {s['dict_index_build_s']:.2f}s and "
+              f"{s['dict_index_mb']:.0f} MiB")
 
 
 def main(argv: list[str]) -> int:

@@ -39,7 +39,7 @@ class IndexSettings(Section):
     """Open shards memory-mapped (``faiss.IO_FLAG_MMAP``) instead of reading them into RAM."""
     use_gpu: bool = False
     """Copy shards to the GPU for search when FAISS was built with CUDA (faiss-gpu)."""
-    exact_block_rows: PositiveInt = 1024
+    exact_block_rows: PositiveInt = 256
     """Query rows scored per block by the exact blocked top-k (``jobs.topk``)."""
 
     @field_validator("ef_search_candidates")

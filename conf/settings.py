@@ -11,6 +11,8 @@ from conf.evaluation import EvaluationSettings
 from conf.index import IndexSettings
 from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
 from conf.ranker import RankerSettings
+from conf.recs import CandidateSettings, SurfaceSettings, default_surfaces
+from conf.retrieval import ContentSettings, CovisitationSettings, PopularitySettings
 from conf.serving import ServingSettings
 from conf.types import PositiveInt, Section
 
@@ -57,7 +59,13 @@ class Settings(Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     matrix: MatrixSettings = Field(default_factory=MatrixSettings)
     als: AlsSettings = Field(default_factory=AlsSettings)
+    popularity: PopularitySettings = Field(default_factory=PopularitySettings)
+    covisitation: CovisitationSettings = Field(default_factory=CovisitationSettings)
+    content: ContentSettings = Field(default_factory=ContentSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    candidates: CandidateSettings = Field(default_factory=CandidateSettings)
+    surfaces: dict[str, SurfaceSettings] = Field(default_factory=default_surfaces)
+    """Business rules per precomputed surface (``home_feed``, ``email``)."""
     ranker: RankerSettings = Field(default_factory=RankerSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)

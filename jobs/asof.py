@@ -17,16 +17,30 @@ log = logging.getLogger(__name__)
 def latest_partition_at_or_before(lake: Lake, table: str, ds: str) -> str | None:
     """The partition value of ``table`` equal to ``ds``, else the greatest one below it.
 
+    Works for any partitioned Delta table in the lake, declared in :mod:`jobs.schemas` or
+    not (e.g. another stage's output read before its module is imported): the partition
+    column is taken from the table's own metadata.
+
     Args:
         lake: the lake holding ``table``.
-        table: a registered, partitioned table name (e.g. ``silver/items``).
+        table: a table name under ``lake_root`` (e.g. ``silver/items``).
         ds: the logical date ``YYYY-MM-DD``; partitions are compared as ISO date strings.
 
     Returns:
         The chosen partition value, or ``None`` when the table is missing or every partition
         is later than ``ds``.
+
+    Raises:
+        ValueError: ``table`` exists but is not partitioned.
     """
-    candidates = [p for p in lake.partitions(table) if p <= ds]
+    if not lake.exists(table):
+        return None
+    delta = lake.table(table)
+    columns = delta.metadata().partition_columns
+    if not columns:
+        raise ValueError(f"table {table!r} is not partitioned; it has no as-of partitions")
+    values = sorted({p[columns[0]] for p in delta.partitions()} - {None})
+    candidates = [v for v in values if v <= ds]
     if not candidates:
         return None
     chosen = candidates[-1]

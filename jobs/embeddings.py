@@ -320,7 +320,8 @@ def fold_in_users(item_vecs: np.ndarray, user_items: sp.spmatrix, als: AlsSettin
 
 
 # -- output ---------------------------------------------------------------------------------
-def embedding_table(ids: pa.Array, vectors: np.ndarray, version: str, ds: str) -> pa.Table:
+def embedding_table(ids: pa.Array | list[str], vectors: np.ndarray, version: str,
+                    ds: str) -> pa.Table:
     """Rows of an embeddings table: ``id``, ``vector``, ``model_version``, ``ds``.
 
     Args:
@@ -341,7 +342,7 @@ def embedding_table(ids: pa.Array, vectors: np.ndarray, version: str, ds: str) -
     offsets = pa.array(np.arange(0, n * f + 1, f, dtype=np.int32))
     column = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
     return pa.table({
-        "id": pa.array(ids, pa.string()),
+        "id": ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids, pa.string()),
         "vector": column,
         "model_version": pa.array([version] * n, pa.string()),
         "ds": pa.array([ds] * n, pa.string()),

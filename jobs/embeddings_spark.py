@@ -3,8 +3,8 @@
 Same contract as the ``implicit`` backend (:mod:`jobs.embeddings`): string ids are numbered
 in sorted order, ``pyspark.ml.recommendation.ALS`` fits with ``implicitPrefs=True`` (weight
 ``1 + alpha * confidence``), and the factors are written with their string ids to
-``gold/user_embeddings`` and ``gold/item_embeddings``. Everything stays distributed: ids are
-numbered with ``zipWithIndex`` over the sorted distinct ids, never collected to the driver.
+``gold/user_embeddings`` and ``gold/item_embeddings``. Everything stays distributed and in
+the JVM: ids are numbered over the sorted distinct ids without passing through the driver.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from conf import Settings
 from conf.pipeline import AlsSettings
@@ -38,23 +38,34 @@ MAX_ALS_ID = 2**31 - 1
 
 
 def index_ids(df: DataFrame, column: str) -> DataFrame:
-    """Number the distinct values of ``column`` 0, 1, ... in sorted order.
+    """Number the distinct values of ``column`` 0, 1, ... in sorted order, in the JVM.
+
+    The sorted distinct ids are cached; a small job counts the rows of each sorted partition,
+    and a value's number is its partition's offset plus its position inside the partition
+    (the low 33 bits of ``monotonically_increasing_id``). No id reaches the driver or Python.
 
     Returns:
-        ``<column>`` (string), ``idx`` (int), one row per distinct value.
+        ``<column>`` (string), ``idx`` (int), one row per distinct value; cached (the caller
+        unpersists it).
 
     Raises:
         ValueError: more than :data:`MAX_ALS_ID` distinct values.
     """
-    ids = df.select(column).distinct().orderBy(column)
-    numbered = ids.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1]))
-    schema = T.StructType([T.StructField(column, T.StringType(), False),
-                           T.StructField("idx", T.LongType(), False)])
-    out = df.sparkSession.createDataFrame(numbered, schema)
-    top = out.agg(F.max("idx")).collect()[0][0]
-    if top is not None and top >= MAX_ALS_ID:
-        raise ValueError(f"{column}: {top + 1} distinct ids exceed MLlib ALS's int range")
-    return out.withColumn("idx", F.col("idx").cast("int"))
+    ids = (df.select(column).distinct().orderBy(column)
+           .select(column, F.spark_partition_id().alias("_part"),
+                   F.monotonically_increasing_id().bitwiseAND((1 << 33) - 1).alias("_pos"))
+           .cache())
+    counts = dict(ids.groupBy("_part").count().collect())
+    n_parts = max(counts, default=-1) + 1
+    offsets = np.cumsum([0] + [counts.get(p, 0) for p in range(n_parts)])
+    if offsets[-1] > MAX_ALS_ID:
+        ids.unpersist()
+        raise ValueError(f"{column}: {offsets[-1]} distinct ids exceed MLlib ALS's int range")
+    offset = F.array(*[F.lit(int(o)) for o in offsets[:-1]])[F.col("_part")] if n_parts else 0
+    out = ids.select(column, (offset + F.col("_pos")).cast("int").alias("idx")).cache()
+    out.count()
+    ids.unpersist()
+    return out
 
 
 def check_input(matrix: DataFrame) -> int:
@@ -156,8 +167,8 @@ def embed(matrix: DataFrame, als: AlsSettings, seed: int, version: str, ds: str,
     matrix = matrix.select("user_id", "item_id", "confidence").cache()
     try:
         nnz = check_input(matrix)
-        user_index = index_ids(matrix, "user_id").cache()
-        item_index = index_ids(matrix, "item_id").cache()
+        user_index = index_ids(matrix, "user_id")
+        item_index = index_ids(matrix, "item_id")
         ratings = (matrix
                    .join(user_index.withColumnRenamed("idx", "user_idx"), "user_id")
                    .join(item_index.withColumnRenamed("idx", "item_idx"), "item_id")

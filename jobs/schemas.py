@@ -121,8 +121,30 @@ def register(spec: TableSpec) -> TableSpec:
     return spec
 
 
+DECLARING_MODULES = (
+    "jobs.embeddings", "jobs.content", "jobs.popularity", "jobs.covisitation",
+    "jobs.candidates", "jobs.topn", "training.examples", "evaluation.offline",
+)
+"""Modules that declare the later stages' tables next to the code that writes them."""
+
+
+def all_tables() -> dict[str, TableSpec]:
+    """Every declared table, importing the modules that declare them."""
+    import importlib
+
+    for module in DECLARING_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return TABLES
+
+
 def spec_for(name: str) -> TableSpec:
     """The contract of table ``name``; ``KeyError`` names unknown tables."""
+    if name not in TABLES:
+        all_tables()
     try:
         return TABLES[name]
     except KeyError:

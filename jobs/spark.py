@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -18,6 +19,8 @@ def get_spark(settings: Settings) -> SparkSession:
     cfg = settings.spark
     if cfg.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must run this interpreter (the venv with numpy, pyarrow, faiss).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(cfg.master)
         .appName(cfg.app_name)

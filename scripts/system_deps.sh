@@ -6,6 +6,7 @@ need=()
 java_major() { java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -n1; }
 if ! command -v java >/dev/null || [[ "$(java_major)" -lt 17 ]]; then need+=(openjdk-17-jdk-headless); fi
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v wrk >/dev/null || need+=(wrk)  # load generator of `recpipe bench serve`
 for lib in libblas3 liblapack3; do
   dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
 done

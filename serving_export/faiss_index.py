@@ -4,16 +4,16 @@ Shapes: N items, D dimensions, Q queries, k results, S shards.
 
 The item vectors are split into S contiguous row ranges; each shard is an
 ``IndexHNSWFlat`` (inner product) whose local ids ``0..n_s-1`` map to external item ids
-through the shard's int64 id map.
+through the shard's int64 id map. A search asks every shard for its own top ``k`` and merges
+them into the global top ``k`` (score descending, then external id ascending). Numpy in,
+indexes and paths out (faiss contrib style): no Spark and no lake I/O here.
 
 Optionally (``augment``) every item vector ``x`` gets one more coordinate
 ``sqrt(R^2 - |x|^2)``, ``R`` the largest norm, and every query a 0 there (Bachrach et al.,
 2014): all items then lie on one sphere, where the inner-product graph is a nearest-neighbour
 graph, while ``<q', x'> = <q, x>`` keeps the scores exact. Plain inner-product graphs usually
 need a smaller ``efSearch`` for the same recall (Morozov & Babenko, 2018, and this project's
-``bench ann``), but their recall can stall when a weak graph leaves short vectors unlinked. A search asks every shard for its own top ``k`` and merges
-them into the global top ``k`` (score descending, then external id ascending). Numpy in,
-indexes and paths out (faiss contrib style): no Spark and no lake I/O here.
+``bench ann``), but their recall can stall when a weak graph leaves short vectors unlinked.
 
 On disk an index is a directory written once: ``shard-000.faiss`` ... (FAISS's own format),
 ``shard-000.ids.npy`` ... (``allow_pickle=False``) and ``meta.json`` (parameters, the tuned
@@ -222,7 +222,8 @@ class ShardedIndex:
         """
         parts = [shard.reconstruct_n(0, shard.ntotal) for shard in self.shards if shard.ntotal]
         vectors = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
-        return np.ascontiguousarray(vectors[:, : self.dim]), np.concatenate([np.asarray(ids) for ids in self.id_maps])
+        ids = np.concatenate([np.asarray(ids) for ids in self.id_maps])
+        return np.ascontiguousarray(vectors[:, : self.dim]), ids
 
     def meta(self) -> dict[str, object]:
         """The JSON-able description written as ``meta.json``."""

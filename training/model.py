@@ -162,6 +162,9 @@ class RankerModel(nn.Module):
         embedding_device: where the embedding tables live; ``meta`` for the sharded path.
     """
 
+    # TorchScript compiles properties unless listed here; this one is for training only.
+    __jit_unused_properties__ = ["embeddings"]
+
     def __init__(self, config: ModelConfig, embedding_device: torch.device | None = None) -> None:
         super().__init__()
         _check(config)

@@ -82,7 +82,8 @@ class TrainConfig:
 
 @dataclass
 class EpochStats:
-    """What one epoch did: mean training loss, examples, seconds, validation metrics."""
+    """What one epoch did: mean training loss, examples, validation metrics, and the seconds
+    of the training pass (reading, shuffling and encoding the stream included)."""
 
     epoch: int
     train_loss: float

@@ -70,7 +70,8 @@ class ServiceState:
             return False
         start = time.perf_counter()
         try:
-            release = await asyncio.to_thread(Release.load, self.root / wanted)
+            release = await asyncio.to_thread(Release.load, self.root / wanted,
+                                              verify=self.settings.verify_hashes)
         except ReleaseError as exc:
             self.refused[wanted] = str(exc)
             self.metrics.reload_failures.inc()

@@ -1,4 +1,6 @@
 import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
 
 from jobs.asof import latest_partition_at_or_before
 from jobs.lake import Lake
@@ -22,3 +24,14 @@ def test_exact_partition_else_latest_before_never_after(settings):
     assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2024-01-01") == "2023-12-31"
     assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2023-12-30") is None
     assert latest_partition_at_or_before(lake, SILVER_USERS.name, "2099-01-01") == "2024-01-10"
+
+
+def test_tables_not_declared_in_schemas_use_their_delta_partition_column(settings):
+    lake = Lake(settings)
+    for ds in ("2024-02-01", "2024-01-01"):
+        write_deltalake(lake.path("gold/other"), pa.table({"id": ["x"], "ds": [ds]}),
+                        partition_by=["ds"], mode="append")
+    assert latest_partition_at_or_before(lake, "gold/other", "2024-01-31") == "2024-01-01"
+    write_deltalake(lake.path("gold/flat"), pa.table({"id": ["x"]}))
+    with pytest.raises(ValueError, match="not partitioned"):
+        latest_partition_at_or_before(lake, "gold/flat", "2024-01-31")

@@ -38,6 +38,22 @@ def test_index_ids_numbers_sorted_ids_from_zero(spark):
     assert got == [("u1", 0), ("u10", 1), ("u2", 2)]
 
 
+def test_index_ids_across_several_sorted_partitions(spark):
+    key = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "false")  # keep the sort's 2 partitions apart (AQE would merge them)
+    try:
+        ids = [f"id{k:03d}" for k in range(0, 300, 7)]
+        df = spark.createDataFrame([(v,) for v in reversed(ids)], "item_id string")
+        index = index_ids(df.repartition(3), "item_id")
+        parts = index.rdd.getNumPartitions()
+        got = {r["item_id"]: r["idx"] for r in index.collect()}
+    finally:
+        spark.conf.set(key, before)
+    assert parts > 1
+    assert got == {v: k for k, v in enumerate(sorted(ids))}
+
+
 def test_spark_checkerboard_and_fold_in(spark):
     matrix = checkerboard()
     coo = matrix.tocoo()

@@ -227,3 +227,20 @@ def test_gpu_exact_search_matches_cpu(data, index, tmp_path):
     assert ann_recall(gpu_rows, cpu_rows) >= 0.999
     on_gpu = ShardedIndex.load(index.save(tmp_path / "g"), use_gpu=True)
     np.testing.assert_array_equal(on_gpu.search(users, 20)[0], index.search(users, 20)[0])
+
+
+def test_augmented_index_keeps_exact_scores_and_round_trips(data, tmp_path):
+    items, users, external = data
+    index = build_sharded_hnsw(items, external, shards=2, hnsw_m=16, ef_construction=80,
+                               ef_search=256, threads=1, augment=True)
+    assert index.dim == DIM and index.shards[0].d == DIM + 1
+    vectors, ids = index.vectors()
+    np.testing.assert_array_equal(vectors, items)  # the sphere coordinate is stripped
+    np.testing.assert_array_equal(ids, external)
+    found, scores = index.search(users[:30], 20)
+    truth, truth_scores = brute_force(items, external, users[:30], 20)
+    assert ann_recall(found, truth) >= 0.97
+    np.testing.assert_allclose(scores[:, 0], truth_scores[:, 0], rtol=1e-4)
+    again = ShardedIndex.load(index.save(tmp_path / "aug"))
+    assert again.augmented and again.dim == DIM
+    np.testing.assert_array_equal(again.search(users[:30], 20)[0], found)

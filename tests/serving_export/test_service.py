@@ -270,3 +270,10 @@ def test_hot_swap_under_load_and_corrupt_release_refused(tmp_path):
         assert srv.wait_ready(1)["release_id"] == "r2"
         metrics = httpx.get(srv.url + "/metrics").text
         assert "recpipe_release_reload_failures_total 1.0" in metrics
+
+
+def test_api_key_comes_from_the_environment():
+    settings = load_settings(environ={"RECPIPE_SERVING__API_KEY": "12345"}).serving
+    assert settings.api_key.get_secret_value() == "12345"
+    assert "12345" not in repr(settings)
+    assert load_settings(environ={}).serving.api_key is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+
 from training.features import DenseFeature, FeatureSpec, SparseFeature
 
 
@@ -18,7 +19,8 @@ def planted_table(n: int, seed: int, rule: str = "item") -> pa.Table:
     items = rng.integers(0, 100, n)
     x = rng.normal(size=n)
     label = (items % 2 == 0) if rule == "item" else (x > 0)
-    cats = [[int(a), int(b)] for a, b in zip(rng.integers(0, 10, n), rng.integers(0, 10, n))]
+    pairs = zip(rng.integers(0, 10, n), rng.integers(0, 10, n), strict=True)
+    cats = [[int(a), int(b)] for a, b in pairs]
     return pa.table({
         "user_id": rng.integers(0, 200, n),
         "item_id": pa.array([f"i{i}" for i in items]),

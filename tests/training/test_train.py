@@ -39,7 +39,8 @@ def test_weighted_bce_hand_value():
 @pytest.mark.parametrize("rule", ["item", "dense"])
 def test_planted_rule_is_learnt(arch, rule, ranker_settings):
     settings = ranker_settings.model_copy(update={"architecture": arch})
-    train_t, valid_t, test_t = (planted_table(n, s, rule) for n, s in ((4000, 1), (800, 2), (800, 3)))
+    sizes = ((4000, 1), (800, 2), (800, 3))
+    train_t, valid_t, test_t = (planted_table(n, s, rule) for n, s in sizes)
     fitted = fit_ranker(settings, tiny_spec(), table_source(train_t), table_source(valid_t))
     probs, labels, _ = predict(fitted.model, [fitted.encoder.encode(test_t)])
     assert ctr_metrics(probs, labels)["auc"] > 0.95

@@ -1,0 +1,62 @@
+"""Settings of candidate generation and of the precomputed surfaces (business rules)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from conf.types import Fraction, NonNegFloat, NonNegInt, PositiveInt, Section
+
+STRATEGIES = ("ann", "content", "session", "popular")
+
+
+class CandidateSettings(Section):
+    """How many candidates each strategy contributes, and what is excluded."""
+
+    per_user: PositiveInt = 1000
+    """Upper bound on merged, deduplicated candidates per user."""
+    per_strategy: dict[str, NonNegInt] = Field(
+        default_factory=lambda: {"ann": 500, "content": 200, "session": 200, "popular": 100})
+    """Candidates taken from each strategy before merging (0 turns a strategy off)."""
+    blend_weights: dict[str, NonNegFloat] = Field(
+        default_factory=lambda: {"ann": 1.0, "content": 0.3, "session": 0.5, "popular": 0.2})
+    """Weights of each strategy's rank-normalised score in the retrieval blend that orders
+    candidates (and scores them where no ranker is available)."""
+    history_items: PositiveInt = 10
+    """The user's last N interactions seed session and content retrieval."""
+    exclude_event_types: list[str] = Field(default_factory=lambda: ["purchase", "rating"])
+    """Items the user has an event of these types with are never candidates (bought, or
+    already rated/consumed)."""
+    exact_max_items: PositiveInt = 200_000
+    """Catalogues up to this size are searched exactly (blocked matmul); larger ones go
+    through the sharded HNSW index."""
+    user_block: PositiveInt = 2048
+    """Users per block in the per-partition candidate function."""
+
+
+class SurfaceSettings(Section):
+    """Business rules of one precomputed surface."""
+
+    n: PositiveInt = 100
+    """Items stored per user."""
+    drop_unavailable: bool = True
+    drop_purchased: bool = True
+    apply_boost: bool = True
+    """Multiply scores by ``silver/items.boost`` (promotions)."""
+    max_per_category: NonNegInt = 0
+    """At most this many items sharing a first category in the top ``diversity_window``
+    (0 = no cap)."""
+    diversity_window: PositiveInt = 20
+    exploration_share: Fraction = 0.0
+    """Share of the top ``diversity_window`` slots given to epsilon-greedy picks from the
+    rest of the candidates (seeded per user and date), marked ``exploration``."""
+    exclude_from: str | None = None
+    """Another surface whose first ``exclude_first`` items this surface must not repeat."""
+    exclude_first: NonNegInt = 0
+
+
+def default_surfaces() -> dict[str, SurfaceSettings]:
+    return {
+        "home_feed": SurfaceSettings(n=100, max_per_category=4, exploration_share=0.1),
+        "email": SurfaceSettings(n=20, max_per_category=3, exclude_from="home_feed",
+                                 exclude_first=10),
+    }
