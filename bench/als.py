@@ -143,7 +143,9 @@ def compare(matrix: sp.csr_matrix, als: AlsSettings, seed: int, spark: SparkSess
         implicit's), the whole-fit seconds and the sizes and threads used.
     """
     implicit_s = time_implicit(matrix, als, seed, warmup)
+    logger.info("implicit: %d iterations in %.1f s; now Spark MLlib", als.iterations, implicit_s)
     spark_s = time_spark(spark, matrix, als, seed, warmup)
+    logger.info("Spark MLlib: %d iterations in %.1f s", als.iterations, spark_s)
     per_iter_i, per_iter_s = implicit_s / als.iterations, spark_s / als.iterations
     return {
         "users": int(matrix.shape[0]), "items": int(matrix.shape[1]), "nnz": int(matrix.nnz),

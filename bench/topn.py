@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,17 +55,18 @@ def matmul_numpy_workers(
     users: np.ndarray, items: np.ndarray, block_rows: int, threads: int
 ) -> float:
     """Seconds for the same product with ``threads`` workers, each on one BLAS thread."""
-    blocks = _blocks(users.shape[0], block_rows)
+    local = threading.local()
 
-    def work(worker: int) -> None:
-        buffer = np.empty((block_rows, items.shape[0]), dtype=np.float32)
-        for start, stop in blocks[worker::threads]:
-            np.matmul(users[start:stop], items.T, out=buffer[: stop - start])
+    def work(block: tuple[int, int]) -> None:
+        start, stop = block
+        if not hasattr(local, "buffer"):
+            local.buffer = np.empty((block_rows, items.shape[0]), dtype=np.float32)
+        np.matmul(users[start:stop], items.T, out=local.buffer[: stop - start])
 
     with threadpool_limits(limits=1, user_api="blas"):
         began = time.perf_counter()
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, range(threads)))
+            list(pool.map(work, _blocks(users.shape[0], block_rows)))
         return time.perf_counter() - began
 
 

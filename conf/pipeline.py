@@ -49,7 +49,10 @@ class MatrixSettings(Section):
     half_life_days: PositiveFloat = 90.0
     """Recency decay: an event this many days before ``ds`` counts half."""
     lookback_days: PositiveInt = 36500
-    """Only events within this many days before ``ds`` (inclusive) are used."""
+    """Only events within this many days before the training cutoff (inclusive) are used."""
+    holdout_days: NonNegInt = 1
+    """The last N days up to ``ds`` are held out of training and used to evaluate the model
+    (see ``jobs/window.py``); 0 trains on everything and skips offline evaluation."""
     min_confidence: NonNegFloat = 0.0
     """Pairs whose summed confidence is at or below this are left out of the matrix."""
 

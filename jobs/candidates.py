@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +29,7 @@ from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS, TableS
 from jobs.segments import ALL, segment_of
 from jobs.spark_arrow import arrow_schema_to_spark
 from jobs.topk import topk_inner_product
+from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +197,8 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     lake = Lake(settings)
     cfg = settings.candidates
     ctx = build_context(lake, ds, settings)
-    first = (date.fromisoformat(ds) - timedelta(days=settings.matrix.lookback_days - 1))
-    dates = [d for d in lake.partitions(SILVER_INTERACTIONS.name)
-             if first.isoformat() <= d <= ds]
+    first, cutoff = training_window(settings, ds)
+    dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, cutoff)
     events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
     history = user_rows(events, cfg)
     vectors = lake.read_spark(spark, "gold/user_embeddings", [ds]).select(

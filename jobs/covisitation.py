@@ -2,8 +2,10 @@
 
 Items that users touch in the same session. Steps, all in Spark:
 
-1. Sessions: a user's events (of ``event_types``, inside ``(ds - window_days, ds]``) ordered
-   by time; a gap longer than ``session_gap_minutes`` starts a new session.
+1. Sessions: a user's events (of ``event_types``, in the ``window_days`` days up to the
+   training cutoff of ``ds``, ``ds - matrix.holdout_days``, so offline evaluation on the
+   held-out days sees no leak) ordered by time; a gap longer than ``session_gap_minutes``
+   starts a new session.
 2. A session becomes its distinct items in order of first occurrence, cut to the first
    ``max_session_items``.
 3. Pairs: two items of a session at most ``window_size`` positions apart, counted once per
@@ -31,9 +33,9 @@ from conf.retrieval import CovisitationSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.popularity import day_bounds
+from jobs.popularity import day_bounds, event_window
 from jobs.schemas import SILVER_INTERACTIONS, TableSpec, register
-from jobs.training_matrix import window_dates
+from jobs.window import dates_between
 
 COVISITATION = register(TableSpec(
     "gold/covisitation",
@@ -133,19 +135,21 @@ def score_pairs(pairs: DataFrame, items: DataFrame, cfg: CovisitationSettings) -
     return joined.select("item_id", "neighbor_id", "co_count", score.alias("score"))
 
 
-def transform(events: DataFrame, cfg: CovisitationSettings, ds: str) -> DataFrame:
+def transform(events: DataFrame, cfg: CovisitationSettings, ds: str, last_date: str
+              ) -> DataFrame:
     """Co-visitation neighbours for ``ds``.
 
     Args:
         events: silver interactions (``user_id, item_id, event_type, ts``), window not yet
             applied.
         cfg: session, pairing, normalisation and top-k settings.
-        ds: logical date.
+        ds: logical date written into the rows.
+        last_date: last event date counted (the training cutoff of ``ds``).
 
     Returns:
         ``item_id, neighbor_id, score, co_count, rank, ds``, at most ``top_k`` per item.
     """
-    start, end = day_bounds(ds, cfg.window_days)
+    start, end = day_bounds(last_date, cfg.window_days)
     kept = events.where((F.col("ts") >= F.lit(start).cast("timestamp"))
                         & (F.col("ts") < F.lit(end).cast("timestamp"))
                         & F.col("event_type").isin(list(cfg.event_types)))
@@ -167,19 +171,22 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     """
     cfg: CovisitationSettings = settings.covisitation
     lake = Lake(settings)
-    dates = window_dates(lake, ds, cfg.window_days)
+    first, last = event_window(settings, ds, cfg.window_days)
+    dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, last)
     if not dates:
-        raise EmptyInput(f"silver/interactions has no event_date partition in the "
-                         f"{cfg.window_days} days up to {ds}")
+        raise EmptyInput(f"silver/interactions has no event_date partition in "
+                         f"[{first}, {last}] (the {cfg.window_days} days up to the training "
+                         f"cutoff of {ds})")
     events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
-    table = transform(events, cfg, ds).cache()
+    table = transform(events, cfg, ds, last).cache()
     try:
         version = lake.write_spark(COVISITATION.name, table, [ds])
         stats = table.agg(F.count(F.lit(1)).alias("rows"),
                           F.countDistinct("item_id").alias("items")).collect()[0].asDict()
     finally:
         table.unpersist()
-    return {"ds": ds, "event_partitions": len(dates), **stats, "version": version}
+    return {"ds": ds, "events_from": first, "events_until": last,
+            "event_partitions": len(dates), **stats, "version": version}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
 """``recpipe popularity``: ``silver/interactions`` + ``silver/users`` -> ``gold/popularity/ds=``.
 
 Time-decayed popularity, overall (segment ``all``) and per user segment (:mod:`jobs.segments`).
-For each event inside the window ``(ds - window_days, ds]``::
+The events used end with the training cutoff of ``ds`` (``ds - matrix.holdout_days``, see
+:mod:`jobs.window`), so offline evaluation on the held-out days sees no leak; the window is
+the ``window_days`` days up to that cutoff. For each event in it::
 
     w = event_weights[type] * 0.5 ** (age_days / half_life_days)
 
-with ``age_days`` measured from the end of ``ds``. A user's weights on one item are summed
+with ``age_days`` measured from the end of the cutoff day. A user's weights on one item are summed
 and capped at ``user_item_cap``; an item's score in a segment is the sum over the segment's
 users, divided by the segment's top score (so the top item has 1.0). Segments with fewer
 than ``min_segment_users`` active users are not written: callers fall back to ``all``.
@@ -34,7 +36,7 @@ from jobs.errors import EmptyInput
 from jobs.lake import Lake
 from jobs.schemas import SILVER_INTERACTIONS, SILVER_USERS, TableSpec, register
 from jobs.segments import ALL, segment_of
-from jobs.training_matrix import window_dates
+from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +53,35 @@ POPULARITY = register(TableSpec(
 ))
 
 
-def day_bounds(ds: str, window_days: int) -> tuple[str, str]:
-    """``(start, end)`` ISO timestamps of the window: ``window_days`` whole days ending with
-    ``ds`` (``end`` is midnight UTC after ``ds``, exclusive)."""
-    end = date.fromisoformat(ds) + timedelta(days=1)
+def event_window(settings: Settings, ds: str, window_days: int) -> tuple[str, str]:
+    """``(first, last)`` event dates (inclusive) a retrieval table for ``ds`` reads:
+    ``window_days`` days ending with the training cutoff of ``ds``."""
+    _, last = training_window(settings, ds)
+    first = date.fromisoformat(last) - timedelta(days=window_days - 1)
+    return first.isoformat(), last
+
+
+def day_bounds(last_date: str, window_days: int) -> tuple[str, str]:
+    """``(start, end)`` ISO timestamps of ``window_days`` whole days ending with
+    ``last_date`` (``start`` inclusive, ``end`` = midnight UTC after ``last_date``,
+    exclusive)."""
+    end = date.fromisoformat(last_date) + timedelta(days=1)
     return (end - timedelta(days=window_days)).isoformat(), end.isoformat()
 
 
-def decayed_user_items(events: DataFrame, cfg: PopularitySettings, ds: str) -> DataFrame:
+def decayed_user_items(events: DataFrame, cfg: PopularitySettings, last_date: str
+                       ) -> DataFrame:
     """Per (user, item): the capped sum of decayed event weights inside the window.
 
     Args:
         events: silver rows with at least ``user_id, item_id, event_type, ts``.
         cfg: weights, decay, window and cap.
-        ds: logical date; ages are measured from its end.
+        last_date: last event date of the window; ages are measured from its end.
 
     Returns:
         ``user_id, item_id, w`` with ``0 < w <= cfg.user_item_cap``.
     """
-    start, end = day_bounds(ds, cfg.window_days)
+    start, end = day_bounds(last_date, cfg.window_days)
     weights = {t: w for t, w in sorted(cfg.event_weights.items()) if w > 0}
     if not weights:
         raise ValueError(f"popularity.event_weights gives no event type a positive weight: "
@@ -126,7 +138,7 @@ def rank_top_k(scores: DataFrame, top_k: int) -> DataFrame:
 
 
 def transform(events: DataFrame, segments: DataFrame | None, cfg: PopularitySettings,
-              ds: str) -> DataFrame:
+              ds: str, last_date: str) -> DataFrame:
     """Popularity lists for ``ds``: overall and per segment.
 
     Args:
@@ -135,12 +147,13 @@ def transform(events: DataFrame, segments: DataFrame | None, cfg: PopularitySett
         segments: ``user_id, segment`` (see :func:`user_segments`), or ``None`` if no user
             snapshot exists; ignored when ``cfg.segments`` is empty.
         cfg: popularity settings.
-        ds: logical date.
+        ds: logical date written into the rows.
+        last_date: last event date counted (the training cutoff of ``ds``).
 
     Returns:
         ``segment, item_id, score, rank, ds``, at most ``cfg.top_k`` rows per segment.
     """
-    user_items = decayed_user_items(events, cfg, ds)
+    user_items = decayed_user_items(events, cfg, last_date)
     overall = (user_items.groupBy("item_id").agg(F.sum("w").alias("score"))
                .withColumn("segment", F.lit(ALL)))
     parts = [overall.select("segment", "item_id", "score")]
@@ -172,10 +185,12 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     """
     cfg: PopularitySettings = settings.popularity
     lake = Lake(settings)
-    dates = window_dates(lake, ds, cfg.window_days)
+    first, last = event_window(settings, ds, cfg.window_days)
+    dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, last)
     if not dates:
-        raise EmptyInput(f"silver/interactions has no event_date partition in the "
-                         f"{cfg.window_days} days up to {ds}")
+        raise EmptyInput(f"silver/interactions has no event_date partition in "
+                         f"[{first}, {last}] (the {cfg.window_days} days up to the training "
+                         f"cutoff of {ds})")
     events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
     users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
     segments = None
@@ -185,14 +200,15 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     elif cfg.segments:
         segments = user_segments(lake.read_spark(spark, SILVER_USERS.name, [users_ds]),
                                  cfg.segments)
-    table = transform(events, segments, cfg, ds).cache()
+    table = transform(events, segments, cfg, ds, last).cache()
     try:
         version = lake.write_spark(POPULARITY.name, table, [ds])
         stats = table.agg(F.count(F.lit(1)).alias("rows"),
                           F.countDistinct("segment").alias("segments")).collect()[0].asDict()
     finally:
         table.unpersist()
-    return {"ds": ds, "event_partitions": len(dates), "users_partition": users_ds, **stats,
+    return {"ds": ds, "events_from": first, "events_until": last,
+            "event_partitions": len(dates), "users_partition": users_ds, **stats,
             "version": version}
 
 

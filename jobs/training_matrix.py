@@ -26,6 +26,7 @@ from conf.pipeline import MatrixSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.schemas import SILVER_INTERACTIONS, TRAINING_MATRIX
+from jobs.window import dates_between, training_window
 
 
 def event_weight(cfg: MatrixSettings) -> F.Column:
@@ -49,7 +50,8 @@ def transform(interactions: DataFrame, cfg: MatrixSettings, ds: str) -> DataFram
         interactions: silver rows (``user_id, item_id, event_type, value, ts``), already
             limited to the look-back window.
         cfg: weights, dwell and decay settings.
-        ds: logical date; recency is measured from its end (``ds + 1 day``, midnight UTC).
+        ds: logical date of the model; recency is measured from the end of ``ds`` (events
+            of the holdout days are not passed in, see ``jobs/window.py``).
 
     Returns:
         ``user_id, item_id, confidence, n_events, last_ts, ds``.
@@ -67,16 +69,11 @@ def transform(interactions: DataFrame, cfg: MatrixSettings, ds: str) -> DataFram
             .select(*TRAINING_MATRIX.schema.names))
 
 
-def window_dates(lake: Lake, ds: str, lookback_days: int) -> list[str]:
-    """The ``event_date`` partitions inside ``(ds - lookback_days, ds]`` that exist."""
-    first = (date.fromisoformat(ds) - timedelta(days=lookback_days - 1)).isoformat()
-    return [d for d in lake.partitions(SILVER_INTERACTIONS.name) if first <= d <= ds]
-
-
 def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     """Build ``gold/training_matrix/ds=<ds>`` from silver events up to ``ds``."""
     lake = Lake(settings)
-    dates = window_dates(lake, ds, settings.matrix.lookback_days)
+    first, cutoff = training_window(settings, ds)
+    dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, cutoff)
     events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
     matrix = transform(events, settings.matrix, ds).cache()
     version = lake.write_spark(TRAINING_MATRIX.name, matrix, [ds])

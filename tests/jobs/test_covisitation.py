@@ -72,7 +72,7 @@ def test_session_items_are_distinct_by_first_occurrence_and_capped(spark):
 
 
 def test_cosine_scores_counts_and_ranks(spark):
-    out = _pairs(transform(_df(spark), CFG, DS))
+    out = _pairs(transform(_df(spark), CFG, DS, DS))
     assert set(out) == {("a", "b"), ("b", "a"), ("a", "c"), ("c", "a"), ("b", "c"),
                         ("c", "b"), ("a", "d"), ("d", "a")}
     expected = {("a", "b"): (1, 1 / math.sqrt(6)), ("a", "c"): (2, 2 / 3),
@@ -87,7 +87,7 @@ def test_cosine_scores_counts_and_ranks(spark):
 
 
 def test_window_size_limits_pairs_to_nearby_positions(spark):
-    out = _pairs(transform(_df(spark), CFG.model_copy(update={"window_size": 1}), DS))
+    out = _pairs(transform(_df(spark), CFG.model_copy(update={"window_size": 1}), DS, DS))
     # in [a b c], a and c are two apart: only u3's session pairs them
     assert out[("a", "c")][1] == 1
     assert out[("b", "c")][1] == 2
@@ -96,7 +96,7 @@ def test_window_size_limits_pairs_to_nearby_positions(spark):
 def test_conditional_normalisation_min_count_and_top_k(spark):
     cfg = CFG.model_copy(update={"normalisation": "conditional", "min_co_count": 2,
                                  "top_k": 1})
-    out = _pairs(transform(_df(spark), cfg, DS))
+    out = _pairs(transform(_df(spark), cfg, DS, DS))
     # pairs with co_count >= 2: a-c and b-c. c: a and b tie at 2/3 and co_count 2: id a first
     assert set(out) == {("a", "c"), ("b", "c"), ("c", "a")}
     assert math.isclose(out[("a", "c")][0], 2 / 3)   # 2 of a's 3 sessions
@@ -104,8 +104,11 @@ def test_conditional_normalisation_min_count_and_top_k(spark):
     assert math.isclose(out[("c", "a")][0], 2 / 3)
 
 
-def test_run_writes_the_partition_and_a_rerun_gives_the_same_rows(spark, settings):
-    settings = settings.model_copy(update={"covisitation": CFG})
+def test_run_counts_events_up_to_the_training_cutoff_and_a_rerun_is_identical(spark,
+                                                                              settings):
+    run_ds = "2024-01-11"  # one holdout day: u3's event on 2024-01-11 stays out
+    settings = settings.model_copy(update={
+        "covisitation": CFG, "matrix": settings.matrix.model_copy(update={"holdout_days": 1})})
     lake = Lake(settings)
     n = len(EVENTS)
     lake.append(SILVER_INTERACTIONS.name, pa.table({
@@ -116,12 +119,13 @@ def test_run_writes_the_partition_and_a_rerun_gives_the_same_rows(spark, setting
         "surface": pa.nulls(n, pa.string()), "content_hash": ["h"] * n,
         "event_date": [r[3].date().isoformat() for r in EVENTS],
     }), "b1")
-    report = run(spark, settings, DS)
+    report = run(spark, settings, run_ds)
+    assert (report["events_from"], report["events_until"]) == (DS, DS)
     assert report["event_partitions"] == 1 and report["rows"] == 8
     key = lambda r: (r["item_id"], r["rank"])  # noqa: E731
-    rows1 = sorted(lake.read_arrow(COVISITATION.name, [DS]).to_pylist(), key=key)
-    run(spark, settings, DS)
-    rows2 = sorted(lake.read_arrow(COVISITATION.name, [DS]).to_pylist(), key=key)
+    rows1 = sorted(lake.read_arrow(COVISITATION.name, [run_ds]).to_pylist(), key=key)
+    run(spark, settings, run_ds)
+    rows2 = sorted(lake.read_arrow(COVISITATION.name, [run_ds]).to_pylist(), key=key)
     assert rows1 == rows2
     assert [(r["neighbor_id"], r["co_count"]) for r in rows1 if r["item_id"] == "a"] == [
         ("c", 2), ("d", 1), ("b", 1)]

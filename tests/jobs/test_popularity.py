@@ -53,7 +53,7 @@ def _table(df):
 
 def test_decay_cap_window_and_segments(spark):
     out = _table(transform(_events_df(spark), user_segments(_users_df(spark), [GENDER]), CFG,
-                           DS))
+                           DS, DS))
     # all: a = 2 (capped) + 0.25 = 2.25, b = 0.5 + 0.5 = 1.0
     assert set(out) == {("all", "a"), ("all", "b"), ("gender=F", "a"), ("gender=M", "a"),
                         ("gender=M", "b"), ("gender=unknown", "b")}
@@ -70,17 +70,17 @@ def test_decay_cap_window_and_segments(spark):
 def test_small_segments_are_left_out_and_top_k_cuts(spark):
     cfg = CFG.model_copy(update={"min_segment_users": 2, "top_k": 1})
     out = _table(transform(_events_df(spark), user_segments(_users_df(spark), [GENDER]), cfg,
-                           DS))
+                           DS, DS))
     # F has 1 active user, M has 1 (u3's events do not count), unknown 1: only "all" stays
     assert out == {("all", "a"): (1.0, 1)}
 
 
 def test_without_users_every_user_is_unknown_and_no_rules_gives_only_all(spark):
-    out = _table(transform(_events_df(spark), None, CFG, DS))
+    out = _table(transform(_events_df(spark), None, CFG, DS, DS))
     assert {s for s, _ in out} == {"all", "gender=unknown"}
     assert out[("gender=unknown", "a")] == out[("all", "a")]
     only_all = _table(transform(_events_df(spark), None,
-                                CFG.model_copy(update={"segments": []}), DS))
+                                CFG.model_copy(update={"segments": []}), DS, DS))
     assert {s for s, _ in only_all} == {"all"}
 
 
@@ -94,7 +94,7 @@ def test_ties_rank_by_item_id(spark):
 def test_no_positive_weight_is_refused(spark):
     cfg = CFG.model_copy(update={"event_weights": {"view": 0.0}})
     with pytest.raises(ValueError, match="event_weights"):
-        transform(_events_df(spark), None, cfg, DS)
+        transform(_events_df(spark), None, cfg, DS, DS)
 
 
 def _silver_events(rows):
@@ -109,29 +109,34 @@ def _silver_events(rows):
     })
 
 
-def test_run_writes_the_partition_and_a_rerun_gives_the_same_rows(spark, settings):
-    settings = settings.model_copy(update={"popularity": CFG})
+def test_run_counts_events_up_to_the_training_cutoff_and_a_rerun_is_identical(spark,
+                                                                              settings):
+    run_ds = "2024-01-11"  # one holdout day: events of 2024-01-11 are left out, cutoff = DS
+    settings = settings.model_copy(update={
+        "popularity": CFG, "matrix": settings.matrix.model_copy(update={"holdout_days": 1})})
     lake = Lake(settings)
     with pytest.raises(EmptyInput, match="no event_date partition"):
-        run(spark, settings, DS)
+        run(spark, settings, run_ds)
     lake.append(SILVER_INTERACTIONS.name, _silver_events(EVENTS), "b1")
     users = pa.table({"user_id": [u for u, _ in USERS],
                       "attributes": pa.array([list(a.items()) for _, a in USERS],
                                              SILVER_USERS.schema.field("attributes").type),
                       "created_at": pa.nulls(len(USERS), pa.timestamp("us", tz="UTC")),
                       "ds": ["2024-01-01"] * len(USERS)})
-    lake.overwrite_partitions(SILVER_USERS.name, users)  # older snapshot: read as of DS
+    lake.overwrite_partitions(SILVER_USERS.name, users)  # older snapshot: read as of run_ds
 
-    first = run(spark, settings, DS)
+    first = run(spark, settings, run_ds)
+    assert (first["events_from"], first["events_until"]) == ("2024-01-08", DS)
     assert first["users_partition"] == "2024-01-01"
     assert first["rows"] == 6 and first["segments"] == 4
-    rows1 = sorted(lake.read_arrow(POPULARITY.name, [DS]).to_pylist(),
+    rows1 = sorted(lake.read_arrow(POPULARITY.name, [run_ds]).to_pylist(),
                    key=lambda r: (r["segment"], r["rank"]))
-    run(spark, settings, DS)
-    rows2 = sorted(lake.read_arrow(POPULARITY.name, [DS]).to_pylist(),
+    run(spark, settings, run_ds)
+    rows2 = sorted(lake.read_arrow(POPULARITY.name, [run_ds]).to_pylist(),
                    key=lambda r: (r["segment"], r["rank"]))
     assert rows1 == rows2
     assert len(rows1) == 6
-    assert {(r["segment"], r["item_id"], r["rank"]) for r in rows1 if r["rank"] == 1} == {
-        ("all", "a", 1), ("gender=F", "a", 1), ("gender=M", "b", 1),
-        ("gender=unknown", "b", 1)}
+    assert {(r["segment"], r["item_id"]) for r in rows1 if r["rank"] == 1} == {
+        ("all", "a"), ("gender=F", "a"), ("gender=M", "b"), ("gender=unknown", "b")}
+    assert math.isclose(next(r["score"] for r in rows1
+                             if (r["segment"], r["item_id"]) == ("all", "b")), 1.0 / 2.25)
