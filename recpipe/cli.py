@@ -27,9 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluation.offline", "offline evaluation of a model version"),
     "gate": ("evaluation.gate", "promotion gate against the champion"),
     "report": ("evaluation.report", "HTML report with plots"),
-    "release": ("serving_export.release_cli", "release build|list|show|publish|rollback|prune"),
+    "export": ("serving_export.export", "write the release of a date (and --publish it)"),
+    "release": ("serving_export.release_cli", "releases: list, show, verify, publish, rollback, prune, history"),
     "serve": ("serving_export.service", "run the lookup service"),
     "run": ("recpipe.run", "run a DAG's tasks without a scheduler (run nightly --date D)"),
+    "show": ("jobs.show", "print users' top-N and an item's similar items with titles"),
     "summary": ("jobs.summary", "print every table in the lake (rows, partitions, version)"),
     "bench": ("bench.cli", "benchmarks: als, ann, topn, quality, ranker, serve"),
 }

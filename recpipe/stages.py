@@ -39,6 +39,18 @@ NIGHTLY: tuple[Stage, ...] = (
     Stage("check_quality", ("check", "--ds", "{ds}"), ("ingest_events",)),
     Stage("training_matrix", ("matrix", "--ds", "{ds}"), ("check_quality", "load_catalog"),
           spark=True),
+    Stage("embeddings", ("embeddings", "--ds", "{ds}"), ("training_matrix",)),
+    Stage("popularity", ("popularity", "--ds", "{ds}"), ("check_quality", "load_catalog"),
+          spark=True),
+    Stage("covisitation", ("covisitation", "--ds", "{ds}"), ("check_quality",), spark=True),
+    Stage("content", ("content", "--ds", "{ds}"), ("embeddings", "load_catalog")),
+    Stage("candidates", ("candidates", "--ds", "{ds}"),
+          ("embeddings", "content", "popularity", "covisitation"), spark=True),
+    Stage("topn", ("topn", "--ds", "{ds}"), ("candidates",), spark=True),
+    Stage("evaluate", ("evaluate", "--ds", "{ds}"), ("topn",), spark=True),
+    Stage("gate", ("gate", "--ds", "{ds}"), ("evaluate",)),
+    Stage("export", ("export", "--ds", "{ds}"), ("gate",)),
+    Stage("publish", ("release", "publish", "--ds", "{ds}"), ("export",)),
 )
 
 

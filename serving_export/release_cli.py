@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check a release's files and checksums")
     verify.add_argument("release_id")
     pub = sub.add_parser("publish", help="point CURRENT at a verified, gate-passed release")
-    pub.add_argument("release_id")
+    pub.add_argument("release_id", nargs="?")
+    pub.add_argument("--ds", help="publish the newest complete release built for this date "
+                                  "(what the nightly DAG's publish task uses)")
     back = sub.add_parser("rollback", help="point CURRENT back (default: previous release)")
     back.add_argument("release_id", nargs="?")
     pr = sub.add_parser("prune", help="delete old releases (never CURRENT or rollback target)")
@@ -40,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--dry-run", action="store_true")
     sub.add_parser("history", help="print the publish history")
     return parser
+
+
+def release_for_date(root: Path, ds: str | None) -> str:
+    """The newest complete release whose manifest says ``ds`` (by creation time)."""
+    if not ds:
+        raise ReleaseError("publish needs a release id or --ds")
+    found = [r for r in list_releases(root) if r.complete and r.ds == ds]
+    if not found:
+        raise ReleaseError(f"no complete release for ds={ds} under {root}")
+    return max(found, key=lambda r: (r.created_at or "", r.release_id)).release_id
 
 
 def run(root: Path, args: argparse.Namespace, keep_default: int) -> int:
@@ -64,8 +76,9 @@ def run(root: Path, args: argparse.Namespace, keep_default: int) -> int:
                 manifest = {k: v for k, v in manifest.items() if k != "files"}
             print(json.dumps(manifest, indent=2, sort_keys=True))
     elif args.command == "publish":
-        previous = publish(root, args.release_id)
-        print(f"CURRENT: {previous} -> {args.release_id}")
+        target = args.release_id or release_for_date(root, args.ds)
+        previous = publish(root, target)
+        print(f"CURRENT: {previous} -> {target}")
     elif args.command == "rollback":
         previous = current_release(root)
         target = rollback(root, args.release_id)

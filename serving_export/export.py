@@ -1,0 +1,177 @@
+"""``recpipe export --ds D [--publish]``: the gold tables of ``ds`` -> a release directory.
+
+Reads the precomputed tables, the catalogue, the embeddings and the gate's verdict for
+``ds``, builds the sharded FAISS index over the item vectors (its ``efSearch`` tuned on the
+user vectors), and writes ``releases/<id>/`` with :func:`serving_export.release.write_release`.
+The release id is ``<ds>-<hash of the Delta versions read>``: exporting the same inputs
+again finds the release already there and writes nothing. ``--publish`` then points
+``CURRENT`` at it; publishing refuses a release that did not pass the gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conf import Settings
+from jobs.asof import latest_partition_at_or_before
+from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.lake import Lake
+from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
+from jobs.segments import ALL, segment_of
+from serving_export.release import (
+    OVERALL,
+    Embeddings,
+    GateVerdict,
+    ReleaseData,
+    list_releases,
+    publish,
+    write_release,
+)
+
+log = logging.getLogger(__name__)
+READS = ("gold/topn", "gold/similar_items", "gold/popularity", "gold/user_embeddings",
+         "gold/item_embeddings", SILVER_ITEMS.name, SILVER_USERS.name,
+         SILVER_INTERACTIONS.name, "gold/evaluation")
+
+
+def release_id(ds: str, table_versions: dict[str, int | None]) -> str:
+    """``<ds>-<8 hex>``: the same inputs give the same id."""
+    key = json.dumps(table_versions, sort_keys=True).encode()
+    return f"{ds}-{hashlib.sha256(key).hexdigest()[:8]}"
+
+
+def purchased_by_user(events: pa.Table) -> pa.Table:
+    """``user_id, purchased`` (list of item ids) from interaction rows of type purchase."""
+    bought = events.filter(pc.equal(events.column("event_type"), "purchase"))
+    grouped = bought.group_by("user_id").aggregate([("item_id", "distinct")])
+    return grouped.rename_columns(["user_id", "purchased"])
+
+
+def read_verdict(lake: Lake, ds: str) -> tuple[GateVerdict, dict[str, float]]:
+    """The gate's verdict and headline metrics for ``ds`` from ``gold/evaluation``.
+
+    A missing verdict is a failed gate: nothing unevaluated is ever published.
+    """
+    from evaluation.gate import load_verdict
+
+    found = load_verdict(lake, ds)
+    if found is None:
+        return GateVerdict(False, ("no gate verdict recorded for this date",)), {}
+    passed, reasons, metrics = found
+    return GateVerdict(bool(passed), tuple(reasons)), dict(metrics)
+
+
+def build_faiss(settings: Settings, item_emb: Embeddings, user_emb: Embeddings,
+                folder: Path) -> Path | None:
+    """The sharded HNSW index over item vectors (ids are rows of ``item_emb``)."""
+    from serving_export.faiss_index import build_index
+
+    if len(item_emb.ids) < 2:
+        return None
+    queries = user_emb.vectors if len(user_emb.ids) else None
+    index = build_index(item_emb.vectors, np.arange(len(item_emb.ids), dtype=np.int64),
+                        settings.index, queries=queries)
+    return index.save(folder / "faiss")
+
+
+def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]:
+    """Everything the release of ``ds`` holds, read from the lake."""
+    topn = lake.read_arrow("gold/topn", [ds])
+    if topn.num_rows == 0:
+        raise ValueError(f"gold/topn has no rows for ds={ds}; run `recpipe topn` first")
+    surfaces = {}
+    for surface in sorted(set(topn.column("surface").to_pylist())):
+        part = topn.filter(pc.equal(topn.column("surface"), surface))
+        surfaces[surface] = part.select(["user_id", "item_id", "score", "rank", "sources"])
+    pop = lake.read_arrow("gold/popularity", [ds], columns=["segment", "item_id", "score",
+                                                             "rank"])
+    pop = pop.set_column(0, "segment", pc.if_else(pc.equal(pop.column("segment"), ALL),
+                                                   OVERALL, pop.column("segment")))
+    items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
+    items = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
+                            columns=["item_id", "title", "categories", "available", "boost"])
+    users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
+    users = lake.read_arrow(SILVER_USERS.name, [users_ds] if users_ds else [],
+                            columns=["user_id", "attributes"]).to_pylist()
+    rules = settings.popularity.segments
+    seg = pa.table({"user_id": [u["user_id"] for u in users],
+                    "segment": [segment_of(dict(u["attributes"] or []), rules)
+                                for u in users]})
+    dates = [d for d in lake.partitions(SILVER_INTERACTIONS.name) if d <= ds]
+    events = lake.read_arrow(SILVER_INTERACTIONS.name, dates,
+                             columns=["user_id", "item_id", "event_type"])
+    user_table = seg.join(purchased_by_user(events), "user_id", join_type="full outer")
+    user_emb = Embeddings.from_table(lake.read_arrow("gold/user_embeddings", [ds]))
+    item_emb_t = lake.read_arrow("gold/item_embeddings", [ds])
+    item_emb = Embeddings.from_table(item_emb_t)
+    versions = sorted(set(item_emb_t.column("model_version").to_pylist()))
+    gate, metrics = read_verdict(lake, ds)
+    table_versions = {name: lake.version(name) for name in READS}
+    data = ReleaseData(
+        ds=ds, gate=gate, topn=surfaces,
+        similar_items=lake.read_arrow("gold/similar_items", [ds],
+                                      columns=["item_id", "similar_item_id", "score", "rank"]),
+        popularity=pop, items=items, users=user_table,
+        user_embeddings=user_emb, item_embeddings=item_emb,
+        model_versions={"embeddings": versions[0] if versions else ""},
+        table_versions={k: v for k, v in table_versions.items() if v is not None},
+        metrics={k: float(v) for k, v in metrics.items()},
+    )
+    return data, table_versions
+
+
+def run(settings: Settings, ds: str, do_publish: bool = False) -> dict:
+    """Export the release of ``ds`` (and publish it when asked)."""
+    lake = Lake(settings)
+    root = Path(settings.resolve(settings.serving.releases_root))
+    data, table_versions = collect(settings, lake, ds)
+    rid = release_id(ds, table_versions)
+    existing = {r.release_id for r in list_releases(root)}
+    report = {"ds": ds, "release_id": rid, "gate_passed": data.gate.passed,
+              "gate_reasons": list(data.gate.reasons)}
+    if rid in existing:
+        log.info("release %s already exists; nothing to write", rid)
+        report["written"] = False
+    else:
+        with tempfile.TemporaryDirectory(prefix="recpipe-faiss-") as tmp:
+            faiss_dir = build_faiss(settings, data.item_embeddings, data.user_embeddings,
+                                    Path(tmp))
+            data.faiss_dir = faiss_dir
+            path = write_release(root, rid, data)
+            shutil.rmtree(tmp, ignore_errors=True)
+        report["written"] = True
+        report["path"] = str(path)
+    if do_publish:
+        previous = publish(root, rid)
+        report["published"] = True
+        report["previous"] = previous
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from serving_export.release import ReleaseError
+
+    parser = argparse.ArgumentParser(prog="recpipe export", description=__doc__.split("\n")[0])
+    parser.add_argument("--ds", required=True, type=parse_ds)
+    parser.add_argument("--publish", action="store_true",
+                        help="point CURRENT at the release (only if it passed the gate)")
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        report = run(settings_from_args(args), args.ds, args.publish)
+    except (ReleaseError, ValueError) as exc:
+        print(f"recpipe export: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
