@@ -63,7 +63,10 @@ class OfflineEvalSettings(Section):
     """Where ``recpipe report`` writes ``ds=<ds>/index.html`` when ``--out`` is not given;
     relative paths start at the project root."""
 
-    _metrics = field_validator("headline")(classmethod(lambda cls, v: _check_metrics(v)))
+    @field_validator("headline")
+    @classmethod
+    def _headline_shape(cls, value: list[str]) -> list[str]:
+        return _check_metrics(value)
 
     @model_validator(mode="after")
     def _headline_cutoffs_scored(self) -> OfflineEvalSettings:
@@ -94,7 +97,12 @@ class GateSettings(Section):
     """Smallest share of the model's items that must appear in some top-``coverage_k``
     list of the evaluated users."""
 
-    _metrics = field_validator("metrics")(classmethod(lambda cls, v: _check_metrics(v)))
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_shape(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("the gate needs at least one metric")
+        return _check_metrics(value)
 
 
 class MlflowSettings(Section):

@@ -112,7 +112,7 @@ class Recommender(ABC):
         self,
         user_ids: np.ndarray,
         k: int,
-        exclude: sp.spmatrix | None = None,
+        exclude_csr: sp.spmatrix | None = None,
         block_size: int = 2048,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k items for each user, scored in blocks of users.
@@ -120,7 +120,7 @@ class Recommender(ABC):
         Args:
             user_ids: int (B,) fitted user ids.
             k: list length.
-            exclude: optional sparse (B, I), rows aligned with ``user_ids``: stored entries
+            exclude_csr: optional sparse (B, I), rows aligned with ``user_ids``: stored entries
                 are items not to recommend (e.g. the user's training items).
             block_size: users scored at once (memory: block_size x I float32).
 
@@ -128,24 +128,25 @@ class Recommender(ABC):
             ``(ids, scores)``: int64 (B, k) padded with -1, float32 (B, k) padded with -inf.
 
         Raises:
-            ValueError: bad ids, ``k`` or ``block_size`` < 1, or ``exclude`` misshaped.
+            ValueError: bad ids, ``k`` or ``block_size`` < 1, or ``exclude_csr`` misshaped.
         """
         ids = self.check_users(user_ids)
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if exclude is not None:
-            exclude = sp.csr_matrix(exclude)
-            if exclude.shape != (ids.size, self.n_items):
+        if exclude_csr is not None:
+            exclude_csr = sp.csr_matrix(exclude_csr)
+            if exclude_csr.shape != (ids.size, self.n_items):
                 raise ValueError(
-                    f"exclude must have shape ({ids.size}, {self.n_items}), got {exclude.shape}"
+                    f"exclude_csr must have shape ({ids.size}, {self.n_items}), "
+                    f"got {exclude_csr.shape}"
                 )
         out_ids = np.empty((ids.size, k), dtype=np.int64)
         out_scores = np.empty((ids.size, k), dtype=np.float32)
         for start in range(0, ids.size, block_size):
             stop = min(start + block_size, ids.size)
-            block_exclude = None if exclude is None else exclude[start:stop]
+            block_exclude = None if exclude_csr is None else exclude_csr[start:stop]
             out_ids[start:stop], out_scores[start:stop] = top_k(
                 self.score(ids[start:stop]), k, block_exclude
             )

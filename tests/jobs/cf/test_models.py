@@ -51,7 +51,7 @@ def test_checkerboard_recovers_the_held_out_items(make):
     train, held = checkerboard()
     model = make().fit(train)
     users = np.arange(N)
-    ids, scores = model.recommend(users, 2, exclude=train, block_size=7)
+    ids, scores = model.recommend(users, 2, exclude_csr=train, block_size=7)
     for u in users:
         assert set(ids[u].tolist()) == held[u], u
     assert np.all(np.diff(scores, axis=1) <= 0)
@@ -128,8 +128,8 @@ def test_errors():
     model = Popularity().fit(sp.csr_matrix(np.eye(3)))
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         model.recommend(np.array([3]), 1)
-    with pytest.raises(ValueError, match="exclude must have shape"):
-        model.recommend(np.array([0]), 1, exclude=sp.csr_matrix(np.eye(3)))
+    with pytest.raises(ValueError, match="exclude_csr must have shape"):
+        model.recommend(np.array([0]), 1, exclude_csr=sp.csr_matrix(np.eye(3)))
     with pytest.raises(ValueError, match="unknown model"):
         build_model("slim")
     with pytest.raises(ValueError, match="bad parameters"):
