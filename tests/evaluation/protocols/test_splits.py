@@ -79,3 +79,25 @@ def test_dedupe_reindex_to_csr_and_sample():
     np.testing.assert_array_equal(matrix.toarray(), [[1, 1], [1, 0]])
     mask = sample_users(np.array([1, 1, 2, 3, 3]), 2, seed=0)
     assert len(set(np.array([1, 1, 2, 3, 3])[mask].tolist())) == 2
+
+
+def _recbole_counts(total: int, ratios: list[float]) -> list[int]:
+    """RecBole's Dataset._calcu_split_ids rounding, ported line by line (as counts)."""
+    cnt = [int(ratios[i] * total) for i in range(len(ratios))]
+    cnt[0] = total - sum(cnt[1:])
+    for i in range(1, len(ratios)):
+        if cnt[0] <= 1:
+            break
+        if 0 < ratios[-i] * total < 1:
+            cnt[-i] += 1
+            cnt[0] -= 1
+    return cnt
+
+
+def test_ratio_split_counts_match_recbole_for_every_size():
+    sizes = list(range(1, 60))
+    users = np.repeat(np.arange(len(sizes)), sizes)
+    part = ratio_split(users, [0.8, 0.1, 0.1], seed=0)
+    for user, size in enumerate(sizes):
+        got = np.bincount(part[users == user], minlength=3).tolist()
+        assert got == _recbole_counts(size, [0.8, 0.1, 0.1]), size
