@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from conf.evaluation import EvaluationSettings
 from conf.index import IndexSettings
@@ -69,6 +69,21 @@ class Settings(Section):
     ranker: RankerSettings = Field(default_factory=RankerSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute_service_paths(cls, data: object) -> object:
+        """The service's folders are taken from the project root when relative, like
+        ``lake_root``, so the service finds the releases whatever its working directory."""
+        if isinstance(data, dict) and isinstance(data.get("serving"), dict):
+            serving = dict(data["serving"])
+            for key in ("releases_root", "spool_dir"):
+                value = serving.get(key)
+                if isinstance(value, str) and "://" not in value and value.strip():
+                    path = Path(value).expanduser()
+                    serving[key] = str(path if path.is_absolute() else PROJECT_ROOT / path)
+            data = {**data, "serving": serving}
+        return data
 
     @field_validator("lake_root", "data_dir")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from conf import ConfigError, load_settings
 
@@ -27,8 +28,10 @@ def main(argv: list[str]) -> int:
     """Parse arguments, load settings, serve until interrupted; 2 on bad arguments."""
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in {
-        "host": args.host, "port": args.port, "releases_root": args.releases_root,
-        "redis_url": args.redis_url, "spool_dir": args.spool_dir,
+        "host": args.host, "port": args.port,
+        "releases_root": args.releases_root and str(Path(args.releases_root).resolve()),
+        "redis_url": args.redis_url,
+        "spool_dir": args.spool_dir and str(Path(args.spool_dir).resolve()),
     }.items() if v is not None}
     try:
         settings = load_settings(overrides={"serving": overrides})

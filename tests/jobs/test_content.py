@@ -187,3 +187,13 @@ def test_run_reads_as_of_ds_and_a_rerun_gives_the_same_rows(settings):
     second = lake.read_arrow(ITEM_CONTENT.name, ["2024-01-10"]).sort_by("id").to_pylist()
     assert first == second
     assert [r["id"] for r in first] == ["blank", "cold", "i1", "i2", "i3", "i4", "i5"]
+
+
+def test_main_reports_missing_inputs_with_exit_2(tmp_path, capsys):
+    from jobs.content import main
+
+    assert main(["--ds", "2024-01-10", "--lake-root", str(tmp_path / "lake")]) == 2
+    assert "silver/items has no snapshot" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--ds", "yesterday"])
+    assert exc.value.code == 2

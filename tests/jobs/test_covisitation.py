@@ -129,3 +129,10 @@ def test_run_counts_events_up_to_the_training_cutoff_and_a_rerun_is_identical(sp
     assert rows1 == rows2
     assert [(r["neighbor_id"], r["co_count"]) for r in rows1 if r["item_id"] == "a"] == [
         ("c", 2), ("d", 1), ("b", 1)]
+
+
+def test_main_reports_an_empty_window_on_stderr_with_exit_2(spark, tmp_path, capsys):
+    from jobs.covisitation import main
+
+    assert main(["--ds", DS, "--lake-root", str(tmp_path / "lake")]) == 2
+    assert "no event_date partition" in capsys.readouterr().err

@@ -140,3 +140,13 @@ def test_run_counts_events_up_to_the_training_cutoff_and_a_rerun_is_identical(sp
         ("all", "a"), ("gender=F", "a"), ("gender=M", "b"), ("gender=unknown", "b")}
     assert math.isclose(next(r["score"] for r in rows1
                              if (r["segment"], r["item_id"]) == ("all", "b")), 1.0 / 2.25)
+
+
+def test_main_reports_an_empty_window_on_stderr_with_exit_2(spark, tmp_path, capsys):
+    from jobs.popularity import main
+
+    assert main(["--ds", DS, "--lake-root", str(tmp_path / "lake")]) == 2
+    assert "no event_date partition" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--ds", "2024-13-01"])
+    assert exc.value.code == 2

@@ -1,0 +1,344 @@
+"""``recpipe gate``: may the model version of a date replace the champion?
+
+The candidate is the ``mlflow.embeddings_model`` version registered for ``ds`` by ``recpipe
+evaluate``; the champion is the version behind the ``champion`` alias. Both are loaded from
+the registry and scored on the same holdout (the one of ``ds``, see
+:mod:`evaluation.holdout`), beside the popularity baseline. The checks
+(:func:`decide`, thresholds in ``gate``): finite vectors and metrics; every gate metric at
+least ``(1 + popularity_margin)`` times the baseline's and above it; no drop below ``(1 -
+tolerance)`` times the champion's; catalogue coverage at ``coverage_k`` at least
+``coverage_floor``. With no champion yet, the first candidate that passes the other checks
+becomes champion.
+
+On pass, ``champion`` moves to the candidate (and to every other model registered for
+``ds``, e.g. ``recpipe-ranker``) and ``previous`` keeps the old champion. On fail nothing
+moves. Either way the verdict and its reasons go to ``gold/evaluation`` (stage ``gate``,
+readable with :func:`read_verdict`), to the evaluation run and to the candidate version's
+tags; the command prints the verdict as JSON and exits 1 with the reasons on stderr when
+the candidate fails. Rerunning a date whose candidate is already champion compares it with
+``previous`` again (same verdict) and moves nothing. A candidate older than the champion (a
+backfill) is never promoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from conf import Settings
+from conf.gate import EvalSections, GateSettings, eval_sections, parse_metric
+from evaluation.holdout import Holdout, build_holdout, positive_events, sample_users
+from evaluation.metrics import catalogue_coverage, ranking_metrics_per_user
+from evaluation.metrics_input import nan_mean
+from evaluation.offline import (
+    EVALUATION,
+    GATE_PREFIX,
+    evaluation_table,
+    popularity_lists,
+    read_inputs,
+    read_partition,
+    write_rows,
+)
+from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.errors import EmptyInput, RecpipeError
+from jobs.lake import Lake
+
+if TYPE_CHECKING:
+    from evaluation.registry import EmbeddingModel
+
+log = logging.getLogger(__name__)
+
+CANDIDATE, CHAMPION_ROLE, BASELINE = "candidate", "champion", "popularity"
+
+
+class NoCandidate(RecpipeError, LookupError):
+    """No model version is registered for the date the gate was asked to judge."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate check: its name, outcome and a sentence saying why."""
+
+    name: str
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision about the model versions of one date.
+
+    Attributes:
+        ds: the date judged.
+        passed: every check passed.
+        reasons: the messages of the failed checks (empty when passed).
+        candidate: registered version of the candidate.
+        champion: registered version it was compared with (``None``: no champion yet).
+        promoted: the aliases moved in this run.
+        metrics: role (candidate, champion, popularity) -> metric name -> value.
+        checks: every check made.
+    """
+
+    ds: str
+    passed: bool
+    reasons: tuple[str, ...]
+    candidate: str
+    champion: str | None
+    promoted: bool
+    metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN metrics become ``null``)."""
+        out = asdict(self)
+        out["reasons"] = list(self.reasons)
+        out["metrics"] = {role: {k: (None if v is None or math.isnan(v) else v)
+                                 for k, v in values.items()}
+                          for role, values in self.metrics.items()}
+        return out
+
+
+def _fmt(value: float) -> str:
+    return "NaN" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
+           champion: Mapping[str, float] | None, coverage: float, non_finite: int,
+           cfg: GateSettings, champion_name: str = "the champion") -> list[Check]:
+    """The gate's checks, from metric values alone (pure).
+
+    Args:
+        candidate: metric name (``ndcg@10``) -> the candidate's value, for ``cfg.metrics``.
+        popularity: the same for the popularity baseline.
+        champion: the same for the champion, or ``None`` when there is none.
+        coverage: the candidate's catalogue coverage at ``cfg.coverage_k``.
+        non_finite: NaN or infinite values in the candidate's vectors.
+        cfg: thresholds.
+        champion_name: how messages name the champion (e.g. ``champion v3``).
+
+    Returns:
+        One :class:`Check` per condition; the candidate passes when all pass.
+    """
+    checks = [Check("finite_vectors", non_finite == 0,
+                    "vectors are finite" if non_finite == 0 else
+                    f"candidate vectors hold {non_finite} NaN or infinite values")]
+    for name in cfg.metrics:
+        value = candidate.get(name, float("nan"))
+        if math.isnan(value):
+            checks.append(Check(f"finite:{name}", False, f"candidate {name} is NaN"))
+            continue
+        base = popularity.get(name, float("nan"))
+        need = base * (1.0 + cfg.popularity_margin)
+        ok = not math.isnan(base) and value > base and value >= need
+        checks.append(Check(
+            f"beats_popularity:{name}", ok,
+            f"{name} {_fmt(value)} {'beats' if ok else 'does not beat'} popularity "
+            f"{_fmt(base)} by {cfg.popularity_margin:.0%} (needs >= {_fmt(need)})"))
+        if champion is None:
+            continue
+        best = champion.get(name, float("nan"))
+        if math.isnan(best):
+            checks.append(Check(f"no_regression:{name}", True,
+                                f"{champion_name} has no {name} value; not compared"))
+            continue
+        floor = best * (1.0 - cfg.tolerance)
+        ok = value >= floor
+        checks.append(Check(
+            f"no_regression:{name}", ok,
+            f"{name} {_fmt(value)} {'keeps within' if ok else 'drops more than'} "
+            f"{cfg.tolerance:.0%} of {champion_name}'s {_fmt(best)} (needs >= {_fmt(floor)})"))
+    ok = not math.isnan(coverage) and coverage >= cfg.coverage_floor
+    checks.append(Check(
+        "coverage", ok,
+        f"catalogue coverage@{cfg.coverage_k} {_fmt(coverage)} "
+        f"{'is at or above' if ok else 'is below'} the floor {cfg.coverage_floor:.4f}"))
+    return checks
+
+
+# -- scoring the registered models ----------------------------------------------------------
+def score_model(model: EmbeddingModel | None, holdout: Holdout, cfg: GateSettings
+                ) -> tuple[dict[str, float], float]:
+    """``({metric: value}, coverage)`` of a registered model on the holdout.
+
+    Lists exclude the users' training items. Coverage is the share of the model's own items
+    in some top-``coverage_k`` list. A missing model or one with non-finite vectors scores
+    NaN.
+    """
+    wanted = [parse_metric(m) for m in cfg.metrics]
+    nan = {m: float("nan") for m in cfg.metrics}
+    if model is None or model.non_finite() or not len(model.item_ids):
+        return nan, float("nan")
+    width = max([k for _, k in wanted] + [cfg.coverage_k])
+    to_index = holdout.items.rows(list(model.item_ids))
+    rows, _ = model.recommend(list(holdout.user_ids), width, holdout.seen[:, to_index])
+    recs = np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
+    return (_metrics(recs, holdout, cfg),
+            catalogue_coverage(rows, len(model.item_ids), cfg.coverage_k))
+
+
+def _metrics(recs: np.ndarray, holdout: Holdout, cfg: GateSettings) -> dict[str, float]:
+    out = {}
+    for name in cfg.metrics:
+        metric, k = parse_metric(name)
+        per_user = ranking_metrics_per_user(recs, holdout.truth, k)
+        if metric not in per_user:
+            raise ValueError(f"gate metric {name!r}: unknown metric {metric!r}; known: "
+                             f"{sorted(per_user)}")
+        out[name] = nan_mean(per_user[metric])
+    return out
+
+
+def gate_rows(verdict: Verdict, holdout: Holdout, coverage: float, cfg: GateSettings
+              ) -> list[dict[str, Any]]:
+    """``gold/evaluation`` rows of a verdict: each role's metrics and the verdict itself."""
+    rows = []
+    for role, values in verdict.metrics.items():
+        for name, value in values.items():
+            metric, k = parse_metric(name)
+            rows.append({"stage": f"{GATE_PREFIX}/{role}", "slice": "all", "metric": metric,
+                         "k": k, "value": value, "users": holdout.n_users})
+    rows.append({"stage": f"{GATE_PREFIX}/{CANDIDATE}", "slice": "all", "metric": "coverage",
+                 "k": cfg.coverage_k, "value": coverage, "users": holdout.n_users})
+    rows.append({"stage": GATE_PREFIX, "slice": "all", "metric": "passed", "k": None,
+                 "value": float(verdict.passed), "users": holdout.n_users,
+                 "details": json.dumps(verdict.to_json())})
+    return rows
+
+
+def read_verdict(lake: Lake, ds: str) -> dict[str, Any] | None:
+    """The gate's verdict for ``ds`` as written to ``gold/evaluation`` (``passed``,
+    ``reasons``, ``candidate``, ``champion``, ``promoted``, ``metrics``, ``checks``), or
+    ``None`` when the gate has not judged ``ds`` since its last evaluation."""
+    rows = read_partition(lake, EVALUATION.name, ds, ["stage", "metric", "details"])
+    if rows is None:
+        return None
+    for row in rows.to_pylist():
+        if row["stage"] == GATE_PREFIX and row["metric"] == "passed" and row["details"]:
+            return json.loads(row["details"])
+    return None
+
+
+# -- the job --------------------------------------------------------------------------------
+def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Verdict:
+    """Judge the model version of ``ds``, move the aliases on pass, record the verdict.
+
+    Raises:
+        NoCandidate: no embedding model is registered for ``ds`` (run ``recpipe evaluate``).
+        EmptyInput: no holdout, no training rows or no positive holdout event.
+    """
+    from evaluation import registry
+    from evaluation.report import log_report
+
+    cfg = sections or eval_sections(settings)
+    lake = Lake(settings)
+    inputs = read_inputs(lake, settings, ds)
+    name = cfg.mlflow.embeddings_model
+    with registry.tracking(cfg.mlflow) as client:
+        cand_v = registry.find_version(client, name, ds)
+        if cand_v is None:
+            raise NoCandidate(f"no {name} version is registered for ds={ds}; run "
+                              f"`recpipe evaluate --ds {ds}` first")
+        champ_v = registry.alias_version(client, name, registry.CHAMPION)
+        already = champ_v is not None and str(champ_v.version) == str(cand_v.version)
+        ref_v = registry.alias_version(client, name, registry.PREVIOUS) if already else champ_v
+        candidate = registry.load_embeddings(name, cand_v.version)
+        reference = None if ref_v is None else registry.load_embeddings(name, ref_v.version)
+        users = sample_users(positive_events(inputs.events, cfg.offline)["user_id"].to_pylist(),
+                             cfg.offline.max_users, settings.seed)
+        if not users:
+            raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "
+                             f"{inputs.window[1]}")
+        items = inputs.catalogue + list(candidate.item_ids) + (
+            [] if reference is None else list(reference.item_ids))
+        holdout = build_holdout(inputs.events, inputs.train, items, cfg.offline,
+                                settings.seed)
+        cand_metrics, coverage = score_model(candidate, holdout, cfg.gate)
+        width = max([parse_metric(m)[1] for m in cfg.gate.metrics])
+        pop_metrics = _metrics(popularity_lists(holdout, width), holdout, cfg.gate)
+        ref_metrics = None if reference is None else score_model(reference, holdout,
+                                                                 cfg.gate)[0]
+        ref_label = None if ref_v is None else f"{name} v{ref_v.version}"
+        checks = decide(cand_metrics, pop_metrics, ref_metrics, coverage,
+                        candidate.non_finite(), cfg.gate, ref_label or "the champion")
+        ref_ds = None if ref_v is None else ref_v.tags.get(registry.TAG_DS)
+        if not already and ref_ds is not None and ref_ds > ds:
+            checks.append(Check("not_older_than_champion", False,
+                                f"{ref_label} was built for {ref_ds}, after {ds}; an older "
+                                "model is never promoted (backfill)"))
+        passed = all(c.passed for c in checks)
+        promoted = False
+        if passed and not already:
+            registry.promote(client, name, cand_v.version)
+            other = registry.find_version(client, cfg.mlflow.ranker_model, ds)
+            if other is not None:
+                registry.promote(client, cfg.mlflow.ranker_model, other.version)
+            promoted = True
+        metrics = {CANDIDATE: cand_metrics, BASELINE: pop_metrics}
+        if ref_metrics is not None:
+            metrics[CHAMPION_ROLE] = ref_metrics
+        verdict = Verdict(ds=ds, passed=passed,
+                          reasons=tuple(c.message for c in checks if not c.passed),
+                          candidate=str(cand_v.version),
+                          champion=None if ref_v is None else str(ref_v.version),
+                          promoted=promoted, metrics=metrics, checks=tuple(checks))
+        _record(client, registry, verdict, cand_v, name, coverage, holdout, lake, cfg)
+        run_id = cand_v.tags.get(registry.TAG_EVAL_RUN)
+        if run_id:
+            log_report(client, run_id, lake, settings, ds, cfg)
+    return verdict
+
+
+def _record(client: Any, registry: Any, verdict: Verdict, cand_v: Any, name: str,
+            coverage: float, holdout: Holdout, lake: Lake, cfg: EvalSections) -> None:
+    """Write the verdict to the version's tags, the evaluation run and ``gold/evaluation``."""
+    reasons = "; ".join(verdict.reasons)
+    client.set_model_version_tag(name, cand_v.version, registry.TAG_GATE_PASSED,
+                                 str(verdict.passed).lower())
+    client.set_model_version_tag(name, cand_v.version, registry.TAG_GATE_REASONS,
+                                 reasons[:5000] or "-")
+    run_id = cand_v.tags.get(registry.TAG_EVAL_RUN)
+    model_version = cand_v.tags.get(registry.TAG_MODEL_VERSION, "")
+    if run_id:
+        registry.log_values(
+            client, run_id,
+            metrics={f"gate/{role}/{m.replace('@', '_at_')}": v
+                     for role, values in verdict.metrics.items() for m, v in values.items()}
+            | {"gate/passed": float(verdict.passed),
+               f"gate/candidate/coverage_at_{cfg.gate.coverage_k}": coverage},
+            tags={registry.TAG_GATE_PASSED: str(verdict.passed).lower(),
+                  registry.TAG_GATE_REASONS: reasons[:5000] or "-"})
+        client.log_dict(run_id, verdict.to_json(), "gate/verdict.json")
+    rows = gate_rows(verdict, holdout, coverage, cfg.gate)
+    write_rows(lake, verdict.ds, evaluation_table(rows, verdict.ds, model_version, run_id),
+               replace_gate_only=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``recpipe gate --ds D``: 0 when the candidate passes, 1 when it fails (reasons on
+    stderr), 2 when there is nothing to judge."""
+    parser = argparse.ArgumentParser(prog="recpipe gate", description=__doc__.split("\n")[0])
+    parser.add_argument("--ds", required=True, type=parse_ds)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    try:
+        verdict = run(settings, args.ds)
+    except (NoCandidate, EmptyInput) as exc:
+        print(f"recpipe gate: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(verdict.to_json()))
+    if not verdict.passed:
+        print(f"recpipe gate: {args.ds}: candidate {verdict.candidate} REJECTED:",
+              file=sys.stderr)
+        for reason in verdict.reasons:
+            print(f"  - {reason}", file=sys.stderr)
+        return 1
+    return 0

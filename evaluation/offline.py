@@ -1,0 +1,437 @@
+"""``recpipe evaluate``: offline evaluation of the model version of a date -> ``gold/evaluation``.
+
+Shapes: U evaluated users, I indexed items, K = ``max(offline_eval.ks)`` list length.
+
+Every stage is scored on the temporal holdout of ``ds`` (:mod:`evaluation.holdout`), at
+every cutoff of ``offline_eval.ks`` and in every slice, with :mod:`evaluation.metrics`:
+
+- ``model``: the embedding model alone (exact top-K by inner product, training items
+  excluded), the thing the gate compares across versions;
+- ``popularity``: the baseline, items by number of training users (training items excluded);
+- ``strategy/<name>``: each retrieval strategy's candidates, by its own score;
+- ``merged``: the merged candidates, by their blended rank;
+- ``topn/<surface>``: the final precomputed lists, by rank.
+
+Stages whose table has no partition for ``ds`` are skipped with a warning. The rows go to
+``gold/evaluation/ds=`` (the gate's rows of an earlier run are dropped: a new evaluation
+calls for a new verdict); the model version gets an MLflow run (params, metrics, the HTML
+report as an artifact) and is registered as ``mlflow.embeddings_model``, tagged with the
+Delta versions it was built from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conf import Settings
+from conf.gate import EvalSections, OfflineEvalSettings, eval_sections
+from conf.recs import STRATEGIES
+from evaluation.holdout import (
+    SLICES,
+    Holdout,
+    build_holdout,
+    padded_lists,
+    positive_events,
+    sample_users,
+)
+from evaluation.metrics import RANKING_METRICS, catalogue_coverage, ranking_metrics_per_user
+from evaluation.metrics_input import nan_mean
+from jobs.asof import latest_partition_at_or_before
+from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.errors import EmptyInput
+from jobs.lake import Lake
+from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, TableSpec, register
+from jobs.topk import topk_inner_product
+from jobs.window import dates_between, holdout_window
+
+if TYPE_CHECKING:
+    from evaluation.registry import EmbeddingModel
+
+log = logging.getLogger(__name__)
+
+EVALUATION = register(TableSpec(
+    "gold/evaluation",
+    pa.schema([
+        pa.field("model_version", pa.string(), False),  # the embeddings' model version
+        pa.field("stage", pa.string(), False),          # model, merged, topn/home_feed, gate..
+        pa.field("slice", pa.string(), False),          # all, cold_users, heavy_users, ...
+        pa.field("metric", pa.string(), False),         # ndcg, recall, coverage, passed, ...
+        pa.field("k", pa.int32()),                      # cutoff (null for the verdict)
+        pa.field("value", pa.float64()),                # NaN when the slice has no user
+        pa.field("users", pa.int64(), False),           # users behind the value
+        pa.field("run_id", pa.string()),                # MLflow evaluation run
+        pa.field("details", pa.string()),               # JSON (the gate's verdict)
+        pa.field("ds", pa.string(), False),
+    ]),
+    ("ds",),
+))
+MODEL, POPULARITY, MERGED = "model", "popularity", "merged"
+GATE_PREFIX = "gate"
+TRAINING_MATRIX = "gold/training_matrix"
+USER_EMBEDDINGS, ITEM_EMBEDDINGS = "gold/user_embeddings", "gold/item_embeddings"
+CANDIDATES, TOPN = "gold/candidates", "gold/topn"
+LINEAGE_TABLES = (SILVER_INTERACTIONS.name, SILVER_ITEMS.name, TRAINING_MATRIX,
+                  USER_EMBEDDINGS, ITEM_EMBEDDINGS, CANDIDATES, TOPN)
+
+
+def strategy_stage(name: str) -> str:
+    return f"strategy/{name}"
+
+
+def surface_stage(name: str) -> str:
+    return f"topn/{name}"
+
+
+# -- reading --------------------------------------------------------------------------------
+@dataclass
+class Inputs:
+    """What the evaluation of a date reads from the lake.
+
+    Attributes:
+        window: first and last event dates of the holdout.
+        events: holdout interactions (``user_id, item_id, event_type, value``).
+        train: training rows of the model (``user_id, item_id``).
+        catalogue: item ids of the latest ``silver/items`` snapshot at or before ``ds``.
+        lineage: Delta version of each table read (``None`` when missing).
+    """
+
+    window: tuple[str, str]
+    events: pa.Table
+    train: pa.Table
+    catalogue: list[str]
+    lineage: dict[str, int | None]
+
+
+def read_partition(lake: Lake, table: str, ds: str, columns: list[str],
+                   users: Iterable[str] | None = None) -> pa.Table | None:
+    """Rows of ``table`` with ``ds = <ds>`` (optionally only ``users``), ``None`` if absent.
+
+    Works for tables declared elsewhere or partitioned by more than ``ds`` (``gold/topn``).
+    """
+    if not lake.exists(table):
+        return None
+    dataset = lake.table(table).to_pyarrow_dataset(partitions=[("ds", "=", ds)])
+    filt = None if users is None else pc.field("user_id").isin(list(users))
+    got = dataset.to_table(columns=columns, filter=filt)
+    return got if got.num_rows else None
+
+
+def read_inputs(lake: Lake, settings: Settings, ds: str) -> Inputs:
+    """Read the holdout events, the training rows and the catalogue of ``ds``.
+
+    Raises:
+        EmptyInput: nothing is held out (``matrix.holdout_days`` is 0), or the training
+            matrix of ``ds`` has no rows.
+    """
+    window = holdout_window(settings, ds)
+    if window is None:
+        raise EmptyInput("matrix.holdout_days is 0: no holdout to evaluate on")
+    dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), *window)
+    events = lake.read_arrow(SILVER_INTERACTIONS.name, dates,
+                             ["user_id", "item_id", "event_type", "value"])
+    train = read_partition(lake, TRAINING_MATRIX, ds, ["user_id", "item_id"])
+    if train is None:
+        raise EmptyInput(f"{TRAINING_MATRIX} has no rows for ds={ds}")
+    items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
+    catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
+                                ["item_id"]).column("item_id").to_pylist()
+    lineage = {name: lake.version(name) for name in LINEAGE_TABLES}
+    return Inputs(window, events, train, catalogue, lineage)
+
+
+def _matrix(table: pa.Table) -> np.ndarray:
+    if table.num_rows == 0:
+        return np.zeros((0, 0), np.float32)
+    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return flat.astype(np.float32).reshape(table.num_rows, -1)
+
+
+def read_model(lake: Lake, ds: str) -> tuple[str, EmbeddingModel]:
+    """The model version and embedding model written for ``ds``.
+
+    Raises:
+        EmptyInput: no embeddings for ``ds``.
+        ValueError: the partitions hold more than one model version.
+    """
+    from evaluation.registry import EmbeddingModel
+
+    cols = ["id", "vector", "model_version"]
+    users = read_partition(lake, USER_EMBEDDINGS, ds, cols)
+    items = read_partition(lake, ITEM_EMBEDDINGS, ds, cols)
+    if users is None or items is None:
+        raise EmptyInput(f"{USER_EMBEDDINGS} and {ITEM_EMBEDDINGS} need rows for ds={ds}")
+    versions = set(users["model_version"].to_pylist()) | set(items["model_version"].to_pylist())
+    if len(versions) != 1:
+        raise ValueError(f"embeddings of ds={ds} hold {len(versions)} model versions: "
+                         f"{sorted(versions)}")
+    model = EmbeddingModel(users["id"].to_pylist(), _matrix(users),
+                           items["id"].to_pylist(), _matrix(items))
+    return versions.pop(), model
+
+
+# -- recommendation lists of each stage -----------------------------------------------------
+def model_lists(model: EmbeddingModel, holdout: Holdout, width: int) -> np.ndarray:
+    """The model's top-``width`` lists (index rows, (U, width)), training items excluded.
+
+    Raises:
+        ValueError: the model has an item the holdout's index lacks, or non-finite vectors.
+    """
+    to_index = holdout.items.rows(list(model.item_ids))
+    if (to_index < 0).any():
+        raise ValueError(f"{int((to_index < 0).sum())} model items are not in the item index")
+    exclude = holdout.seen[:, to_index]
+    rows, _ = model.recommend(list(holdout.user_ids), width, exclude)
+    return np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
+
+
+def popularity_lists(holdout: Holdout, width: int) -> np.ndarray:
+    """Most popular catalogue items (training users per item, ties: lower item row first),
+    training items excluded; index rows (U, width)."""
+    n_cat = holdout.items.n_catalogue
+    if n_cat == 0 or holdout.n_users == 0:
+        return np.full((holdout.n_users, width), -1, np.int64)
+    ones = np.ones((holdout.n_users, 1), np.float32)
+    pop = holdout.item_users[:n_cat, None].astype(np.float32)
+    rows, _ = topk_inner_product(ones, pop, min(width, n_cat),
+                                 exclude=holdout.seen[:, :n_cat])
+    out = np.full((holdout.n_users, width), -1, np.int64)
+    out[:, : rows.shape[1]] = rows
+    return out
+
+
+def candidate_lists(table: pa.Table, holdout: Holdout, width: int) -> dict[str, np.ndarray]:
+    """``merged`` (by rank) and ``strategy/<s>`` (by the strategy's score) lists from
+    ``gold/candidates`` rows of the evaluated users."""
+    upos = {u: i for i, u in enumerate(holdout.user_ids)}
+    users = np.array([upos.get(u, -1) for u in table["user_id"].to_pylist()], np.int64)
+    items = holdout.items.rows(table["item_id"])
+    out = {MERGED: padded_lists(users, items, table["rank"].to_numpy(), holdout.n_users,
+                                width)}
+    for name in STRATEGIES:
+        column = f"{name}_score"
+        if column not in table.column_names:
+            continue
+        score = table[column].to_numpy(zero_copy_only=False).astype(np.float64)
+        found = ~np.isnan(score)
+        out[strategy_stage(name)] = padded_lists(
+            np.where(found, users, -1), items, -np.nan_to_num(score), holdout.n_users, width)
+    return out
+
+
+def topn_lists(table: pa.Table, holdout: Holdout, width: int) -> dict[str, np.ndarray]:
+    """``topn/<surface>`` lists (by rank) from ``gold/topn`` rows of the evaluated users."""
+    upos = {u: i for i, u in enumerate(holdout.user_ids)}
+    out = {}
+    for surface in sorted(set(table["surface"].to_pylist())):
+        part = table.filter(pc.equal(table["surface"], surface))
+        users = np.array([upos.get(u, -1) for u in part["user_id"].to_pylist()], np.int64)
+        out[surface_stage(surface)] = padded_lists(
+            users, holdout.items.rows(part["item_id"]), part["rank"].to_numpy(),
+            holdout.n_users, width)
+    return out
+
+
+# -- scoring --------------------------------------------------------------------------------
+def score_stage(stage: str, recs: np.ndarray, holdout: Holdout, ks: Iterable[int]
+                ) -> list[dict[str, Any]]:
+    """Rows ``stage, slice, metric, k, value, users`` for every slice, cutoff and metric.
+
+    Ranking metrics are means over the slice's users (:func:`ranking_metrics_per_user`);
+    ``coverage`` (slice ``all`` only) is the catalogue coverage of the lists. A slice
+    without users gets NaN values.
+    """
+    rows: list[dict[str, Any]] = []
+    slices = holdout.slice_truth()
+    by_truth: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+    for k in sorted(set(ks)):
+        for name in SLICES:
+            truth, users = slices[name]
+            per_k = by_truth.setdefault(id(truth), {})
+            if k not in per_k:
+                per_k[k] = ranking_metrics_per_user(recs, truth, k) if holdout.n_users \
+                    else {m: np.zeros(0) for m in RANKING_METRICS}
+            n = int(users.sum())
+            for metric in RANKING_METRICS:
+                value = nan_mean(per_k[k][metric][users]) if n else float("nan")
+                rows.append({"stage": stage, "slice": name, "metric": metric, "k": k,
+                             "value": value, "users": n})
+        coverage = catalogue_coverage(recs, holdout.items.n_catalogue, k) \
+            if holdout.items.n_catalogue else float("nan")
+        rows.append({"stage": stage, "slice": "all", "metric": "coverage", "k": k,
+                     "value": coverage, "users": holdout.n_users})
+    return rows
+
+
+def evaluate_stages(lists: Mapping[str, np.ndarray], holdout: Holdout,
+                    cfg: OfflineEvalSettings) -> list[dict[str, Any]]:
+    """:func:`score_stage` rows of every stage in ``lists`` (stage -> (U, K) lists)."""
+    rows: list[dict[str, Any]] = []
+    for stage, recs in lists.items():
+        rows += score_stage(stage, recs, holdout, cfg.ks)
+    return rows
+
+
+def evaluation_table(rows: list[dict[str, Any]], ds: str, model_version: str,
+                     run_id: str | None) -> pa.Table:
+    """``gold/evaluation`` rows from metric dicts (missing keys are null)."""
+    fields = [f.name for f in EVALUATION.schema]
+    filled = [{**{f: None for f in fields}, "model_version": model_version, "run_id": run_id,
+               **r, "ds": ds} for r in rows]
+    return pa.Table.from_pylist(filled, schema=EVALUATION.schema)
+
+
+def metric_key(row: Mapping[str, Any]) -> str:
+    """MLflow metric name of an evaluation row, e.g. ``model/all/ndcg_at_10``."""
+    suffix = row["metric"] if row["k"] is None else f"{row['metric']}_at_{row['k']}"
+    return f"{row['stage']}/{row['slice']}/{suffix}"
+
+
+def headline(rows: Iterable[Mapping[str, Any]], names: Iterable[str], stage: str
+             ) -> dict[str, float]:
+    """``{"ndcg@10": value, ...}`` of ``stage`` in slice ``all`` from evaluation rows."""
+    from conf.gate import parse_metric
+
+    wanted = {parse_metric(n): n for n in names}
+    return {wanted[(r["metric"], r["k"])]: r["value"] for r in rows
+            if r["stage"] == stage and r["slice"] == "all" and (r["metric"], r["k"]) in wanted}
+
+
+# -- the job --------------------------------------------------------------------------------
+def write_rows(lake: Lake, ds: str, table: pa.Table, replace_gate_only: bool = False) -> int:
+    """Overwrite ``gold/evaluation/ds=<ds>`` with ``table``; returns the Delta version.
+
+    With ``replace_gate_only`` the partition's evaluation rows (stages not starting with
+    ``gate``) are kept and only the gate's rows are replaced.
+    """
+    if replace_gate_only:
+        old = read_partition(lake, EVALUATION.name, ds, EVALUATION.schema.names)
+        if old is not None:
+            kept = old.filter(pc.invert(pc.starts_with(old["stage"], GATE_PREFIX)))
+            table = pa.concat_tables([kept.cast(EVALUATION.schema), table])
+    return lake.overwrite_partitions(EVALUATION.name, table, [ds])
+
+
+def stage_lists(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa.Table],
+                width: int) -> dict[str, np.ndarray]:
+    """Every stage's (U, width) lists; the model stage is left out when its vectors are
+    not finite (it is then scored NaN)."""
+    lists: dict[str, np.ndarray] = {}
+    if model.non_finite():
+        log.error("embedding vectors hold %d non-finite values; stage %s scores NaN",
+                  model.non_finite(), MODEL)
+    else:
+        lists[MODEL] = model_lists(model, holdout, width)
+    lists[POPULARITY] = popularity_lists(holdout, width)
+    if CANDIDATES in tables:
+        lists.update(candidate_lists(tables[CANDIDATES], holdout, width))
+    if TOPN in tables:
+        lists.update(topn_lists(tables[TOPN], holdout, width))
+    return lists
+
+
+def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> dict[str, Any]:
+    """Evaluate the model version of ``ds``; write ``gold/evaluation``, log to MLflow.
+
+    Args:
+        settings: the root settings (lake, seed, matrix holdout, surfaces).
+        ds: logical date ``YYYY-MM-DD``.
+        sections: evaluation, gate and MLflow settings (default: from ``settings``).
+
+    Returns:
+        ``ds``, ``model_version``, ``users``, headline metrics per stage, the MLflow run id
+        and the registered model version.
+
+    Raises:
+        EmptyInput: no holdout, no training rows, no embeddings or no positive holdout event.
+    """
+    from evaluation import registry
+    from evaluation.report import log_report
+
+    cfg = sections or eval_sections(settings)
+    lake = Lake(settings)
+    inputs = read_inputs(lake, settings, ds)
+    model_version, model = read_model(lake, ds)
+    users = sample_users(positive_events(inputs.events, cfg.offline)["user_id"].to_pylist(),
+                         cfg.offline.max_users, settings.seed)
+    if not users:
+        raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "
+                         f"{inputs.window[1]}")
+    tables = {}
+    for name, columns in ((CANDIDATES, ["user_id", "item_id", "rank",
+                                        *[f"{s}_score" for s in STRATEGIES]]),
+                          (TOPN, ["user_id", "item_id", "rank", "surface"])):
+        rows = read_partition(lake, name, ds, columns, users)
+        if rows is None:
+            log.warning("%s has no rows for ds=%s and the evaluated users: its stages are "
+                        "skipped", name, ds)
+        else:
+            tables[name] = rows
+    recommendable = inputs.catalogue + list(model.item_ids) + [
+        i for t in tables.values() for i in t["item_id"].to_pylist()]
+    holdout = build_holdout(inputs.events, inputs.train, recommendable, cfg.offline,
+                            settings.seed)
+    width = max(cfg.offline.ks)
+    lists = stage_lists(model, holdout, tables, width)
+    rows = evaluate_stages(lists, holdout, cfg.offline)
+    if MODEL not in lists:
+        blank = np.full((holdout.n_users, 1), -1, np.int64)
+        rows += [{**r, "value": float("nan")}
+                 for r in score_stage(MODEL, blank, holdout, cfg.offline.ks)]
+    params = {
+        "ds": ds, "model_version": model_version, "holdout_first": inputs.window[0],
+        "holdout_last": inputs.window[1], "users": holdout.n_users,
+        "max_users": cfg.offline.max_users, "seed": settings.seed,
+        "catalogue_items": holdout.items.n_catalogue,
+        "heavy_threshold": holdout.heavy_threshold,
+        "positive_event_types": ",".join(cfg.offline.positive_event_types),
+        "min_rating": cfg.offline.min_rating, "stages": ",".join(lists),
+        **{f"als.{k}": v for k, v in settings.als.model_dump().items()},
+        **{f"{registry.LAKE_TAG_PREFIX}{t}": v for t, v in inputs.lineage.items()},
+    }
+    slice_users = {f"users/{r['slice']}": r["users"] for r in rows
+                   if r["stage"] == POPULARITY and r["metric"] == "ndcg" and r["k"] == width}
+    with registry.tracking(cfg.mlflow) as client:
+        experiment = registry.ensure_experiment(client, cfg.mlflow)
+        run_id = registry.evaluation_run(client, experiment, ds, model_version)
+        registry.log_values(client, run_id, params=params,
+                            metrics={**{metric_key(r): r["value"] for r in rows},
+                                     **slice_users})
+        version = registry.register_embeddings(
+            client, run_id, cfg.mlflow.embeddings_model, model, ds, model_version,
+            {t: inputs.lineage[t] for t in (SILVER_INTERACTIONS.name, TRAINING_MATRIX,
+                                            USER_EMBEDDINGS, ITEM_EMBEDDINGS)})
+        registered = f"{cfg.mlflow.embeddings_model}/{version.version}"
+        registry.log_values(client, run_id, tags={"recpipe.registered_model": registered})
+        delta_version = write_rows(lake, ds, evaluation_table(rows, ds, model_version, run_id))
+        log_report(client, run_id, lake, settings, ds, cfg)
+    summary = {stage: headline(rows, cfg.offline.headline, stage)
+               for stage in dict.fromkeys(r["stage"] for r in rows)}
+    return {"ds": ds, "model_version": model_version, "users": holdout.n_users,
+            "headline": summary, "run_id": run_id, "registered": registered,
+            "version": delta_version}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``recpipe evaluate --ds D``: exit 0 on success, 2 when there is nothing to evaluate."""
+    parser = argparse.ArgumentParser(prog="recpipe evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--ds", required=True, type=parse_ds)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    settings = settings_from_args(args)
+    try:
+        report = run(settings, args.ds)
+    except EmptyInput as exc:
+        print(f"recpipe evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, default=str))
+    return 0
