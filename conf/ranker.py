@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from conf.types import NonNegFloat, PositiveFloat, PositiveInt, Section
+from conf.types import Fraction, NonNegFloat, PositiveFloat, PositiveInt, Section
 
 
 def _default_bucket_sizes() -> dict[str, int]:
@@ -81,11 +81,51 @@ class RankerSettings(Section):
     """Wrap the model in torchrec ``DistributedModelParallel`` (needs ``device: cuda`` and a
     process group, e.g. started by ``torchrun``): embedding tables are sharded over GPUs and
     their optimizer is fused into the lookup kernels."""
-    negatives_ratio: PositiveFloat = 4.0
-    """Negatives (shown candidates without a positive event) kept per positive when
-    training examples are built from candidates."""
     seed: int = 42
-    """Seed of weight initialisation and the shuffle order."""
+    """Seed of weight initialisation, the shuffle order, the validation users and the
+    random negatives."""
+
+    # -- training examples from candidates (``recpipe ranker examples``) -------------------
+    label_days: PositiveInt = 14
+    """The examples of date D are the candidates of D' = D - ``label_days``, labelled by the
+    positive events after the training cutoff of D' up to the training cutoff of D."""
+    label_event_weights: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"click": 1.0, "add_to_cart": 2.0, "purchase": 4.0,
+                                 "rating": 1.0})
+    """Event types that make a (user, item) pair positive, each with the loss weight of its
+    positive example (a pair with several positive events takes the largest)."""
+    label_min_rating: float = 4.0
+    """A ``rating`` event is positive only when its value is at least this (MovieLens: 4)."""
+    positive_users_only: bool = True
+    """Keep only the candidates of users with a positive event in the label window: the
+    others carry no ranking signal and would swamp the positives with negatives."""
+    add_missed_positives: bool = False
+    """Also add the positive pairs the candidates missed as rows (no retrieval scores, no
+    strategies). Off by default: the ranker only ever scores candidates, and these rows
+    would be the only positives without a retrieval strategy."""
+    negatives_ratio: NonNegFloat = 1.0
+    """Random negatives per positive of a user: catalogue items drawn uniformly (seeded per
+    user and date) among those the user has no candidate row and no event with, up to the
+    label cutoff. The hard negatives are the user's candidates without a positive event."""
+    valid_fraction: Fraction = 0.2
+    """Share of the example users held out (seeded) for early stopping and the reported
+    AUC, log loss and NDCG."""
+    eval_k: PositiveInt = 10
+    """Cutoff of the NDCG of ranked candidates reported for held-out users."""
+    age_bins: list[float] = Field(default_factory=lambda: [18, 25, 35, 45, 50, 56])
+    """Edges of ``user_age_bucket`` (bucket ``b<i>`` = number of edges at or below the age;
+    missing or unreadable age: null, the cold bucket)."""
+    user_attributes: dict[str, str] = Field(
+        default_factory=lambda: {"user_age_bucket": "age", "user_gender": "gender",
+                                 "user_occupation": "occupation"})
+    """Key in ``silver/users.attributes`` of each user feature."""
+
+    # -- exports and batch scoring ------------------------------------------------------
+    model_dir: str | None = None
+    """Folder of the nightly exports, one ``<ds>/`` per date; relative paths start at the
+    project root. None: ``<lake_root>/../models/ranker`` (a local lake only)."""
+    score_threads: PositiveInt = 1
+    """Torch threads of each Spark task scoring candidates (tasks already run in parallel)."""
 
     @field_validator("bucket_sizes")
     @classmethod
@@ -93,6 +133,13 @@ class RankerSettings(Section):
         small = {k: v for k, v in value.items() if v < 2}
         if small:
             raise ValueError(f"bucket sizes must be >= 2 (bucket 0 is reserved), got {small}")
+        return value
+
+    @field_validator("age_bins")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"age_bins must be strictly increasing, got {value}")
         return value
 
     @model_validator(mode="after")

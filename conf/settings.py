@@ -52,6 +52,8 @@ class Settings(Section):
     """Cache of downloaded datasets and converted inputs."""
     landing: str = "var/landing"
     """Folder where new event files and catalogue snapshots arrive for ingest."""
+    runs_dir: str = "var/runs"
+    """Where every command's start/end records go (read by ``recpipe status``)."""
     seed: int = 42
     """Seed for every random choice in the pipeline."""
     spark: SparkSettings = Field(default_factory=SparkSettings)

@@ -2,10 +2,13 @@
 
 Each task runs one ``recpipe`` command for the run's logical date ``ds``; the stage list
 lives in ``recpipe.stages``. Parsing this file imports nothing heavy and reads no database.
+The config profile (``RECPIPE_ENV``: ``local``, ``cluster``) is read from the environment
+of the DAG processor and passed to every task.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import datetime, timedelta
@@ -16,10 +19,21 @@ from airflow.sdk import DAG, Param
 
 from recpipe.stages import NIGHTLY, bash_command
 
+log = logging.getLogger(__name__)
 RECPIPE = str(Path(sys.executable).with_name("recpipe"))
 DEFAULT_LANDING = str(Path(__file__).resolve().parents[1] / "var" / "landing")
 VALUES = {"ds": "{{ ds }}", "landing": "{{ params.landing }}",
           "dataset": "{{ params.dataset }}"}
+PROFILE = {"RECPIPE_ENV": os.environ.get("RECPIPE_ENV", "local")}
+
+
+def log_failure(context) -> None:
+    """Name the stage and date that failed, and why, in the task log."""
+    ti = context.get("task_instance")
+    log.error("recpipe stage %s failed for ds=%s (try %s): %s",
+              getattr(ti, "task_id", "?"), context.get("ds"), getattr(ti, "try_number", "?"),
+              context.get("exception"))
+
 
 with DAG(
     dag_id="recpipe_nightly",
@@ -30,9 +44,11 @@ with DAG(
     max_active_runs=1,
     default_args={
         "retries": 2,
-        "retry_delay": timedelta(minutes=2),
+        "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": log_failure,
     },
     params={
         "landing": Param(os.environ.get("RECPIPE_LANDING", DEFAULT_LANDING), type="string",
@@ -48,6 +64,8 @@ with DAG(
         stage.task_id: BashOperator(
             task_id=stage.task_id,
             bash_command=bash_command(stage, RECPIPE, VALUES),
+            env=PROFILE,
+            append_env=True,
             pool="spark" if stage.spark else "default_pool",
         )
         for stage in NIGHTLY

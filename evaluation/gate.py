@@ -106,6 +106,11 @@ class Verdict:
         return out
 
 
+def _at_least(value: float, bound: float) -> bool:
+    """``value >= bound``, forgiving float rounding of the bound (``0.2 * 1.1``)."""
+    return value >= bound or math.isclose(value, bound, rel_tol=1e-9, abs_tol=1e-12)
+
+
 def _fmt(value: float) -> str:
     return "NaN" if value is None or math.isnan(value) else f"{value:.4f}"
 
@@ -137,7 +142,7 @@ def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
             continue
         base = popularity.get(name, float("nan"))
         need = base * (1.0 + cfg.popularity_margin)
-        ok = not math.isnan(base) and value > base and value >= need
+        ok = not math.isnan(base) and value > base and _at_least(value, need)
         checks.append(Check(
             f"beats_popularity:{name}", ok,
             f"{name} {_fmt(value)} {'beats' if ok else 'does not beat'} popularity "
@@ -150,12 +155,12 @@ def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
                                 f"{champion_name} has no {name} value; not compared"))
             continue
         floor = best * (1.0 - cfg.tolerance)
-        ok = value >= floor
+        ok = _at_least(value, floor)
         checks.append(Check(
             f"no_regression:{name}", ok,
             f"{name} {_fmt(value)} {'keeps within' if ok else 'drops more than'} "
             f"{cfg.tolerance:.0%} of {champion_name}'s {_fmt(best)} (needs >= {_fmt(floor)})"))
-    ok = not math.isnan(coverage) and coverage >= cfg.coverage_floor
+    ok = not math.isnan(coverage) and _at_least(coverage, cfg.coverage_floor)
     checks.append(Check(
         "coverage", ok,
         f"catalogue coverage@{cfg.coverage_k} {_fmt(coverage)} "
@@ -292,7 +297,7 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Ve
         _record(client, registry, verdict, cand_v, name, coverage, holdout, lake, cfg)
         run_id = cand_v.tags.get(registry.TAG_EVAL_RUN)
         if run_id:
-            log_report(client, run_id, lake, settings, ds, cfg)
+            log_report(client, run_id, lake, ds, cfg)
     return verdict
 
 

@@ -413,7 +413,7 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> di
         registered = f"{cfg.mlflow.embeddings_model}/{version.version}"
         registry.log_values(client, run_id, tags={"recpipe.registered_model": registered})
         delta_version = write_rows(lake, ds, evaluation_table(rows, ds, model_version, run_id))
-        log_report(client, run_id, lake, settings, ds, cfg)
+        log_report(client, run_id, lake, ds, cfg)
     summary = {stage: headline(rows, cfg.offline.headline, stage)
                for stage in dict.fromkeys(r["stage"] for r in rows)}
     return {"ds": ds, "model_version": model_version, "users": holdout.n_users,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -345,8 +346,11 @@ def register_embeddings(client: MlflowClient, run_id: str, name: str, model: Emb
     example = pd.DataFrame({"user_id": [str(model.user_ids[0]) if len(model.user_ids)
                                         else "u"]})
     output = pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "score": [0.0], "rank": [1]})
-    signature = infer_signature(example, output, params={"k": 10})
-    with tempfile.TemporaryDirectory(prefix="recpipe-emb-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="recpipe-emb-") as tmp, \
+            warnings.catch_warnings():
+        # MLflow hints about integer columns and missing input examples: both deliberate
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, output, params={"k": 10})
         folder = Path(tmp)
         artifacts = _write_artifacts(model, folder)
         script = folder / "embedding_model.py"

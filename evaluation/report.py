@@ -28,9 +28,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from conf import Settings
-from conf.gate import EvalSections, eval_sections, parse_metric
-from conf.gate import PROJECT_ROOT
+from conf.gate import PROJECT_ROOT, EvalSections, eval_sections, parse_metric
 from evaluation.holdout import SLICES
 from evaluation.offline import EVALUATION, GATE_PREFIX, MODEL, POPULARITY
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
@@ -256,8 +254,7 @@ def run_links(client: Any, cfg: EvalSections, run_ids: Iterable[str]) -> dict[st
     return out
 
 
-def log_report(client: Any, run_id: str, lake: Lake, settings: Settings, ds: str,
-               cfg: EvalSections) -> None:
+def log_report(client: Any, run_id: str, lake: Lake, ds: str, cfg: EvalSections) -> None:
     """Draw the report of ``ds`` and log it to run ``run_id`` under ``report/``."""
     with tempfile.TemporaryDirectory(prefix="recpipe-report-") as tmp:
         write_report(lake, ds, Path(tmp), cfg, run_links(client, cfg, [run_id]))

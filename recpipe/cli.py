@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import time
+
+from recpipe import runlog
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("jobs.datasets.cli", "fetch or generate datasets (movielens-100k, ml-1m, synth)"),
@@ -32,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serving_export.service", "run the lookup service"),
     "run": ("recpipe.run", "run a DAG's tasks without a scheduler (run nightly --date D)"),
     "show": ("jobs.show", "print users' top-N and an item's similar items with titles"),
+    "status": ("recpipe.status", "a run's tasks, timings, tables, gate verdict and release"),
     "summary": ("jobs.summary", "print every table in the lake (rows, partitions, version)"),
     "bench": ("bench.cli", "benchmarks: als, ann, topn, quality, ranker, serve"),
 }
@@ -60,8 +64,31 @@ def main(argv: list[str] | None = None) -> int:
     from conf import ConfigError
 
     module = importlib.import_module(COMMANDS[name][0])
+    command = " ".join([name, *[a for a in rest if not a.startswith("-")][:1]])
+    ds = runlog.ds_of(rest) if name not in ("run", "status") else None
+    runs = _runs_dir() if ds else None
+    if runs:
+        runlog.append(runs, ds, {"event": "start", "command": command})
+    started, code = time.perf_counter(), 1
     try:
-        return int(module.main(rest) or 0)
+        code = int(module.main(rest) or 0)
     except ConfigError as exc:
         print(f"recpipe {name}: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+    finally:
+        if runs:
+            runlog.append(runs, ds, {"event": "end", "command": command, "code": code,
+                                     "seconds": round(time.perf_counter() - started, 3)})
+    return code
+
+
+def _runs_dir():
+    from conf import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return None
+    from pathlib import Path
+
+    return Path(settings.resolve(settings.runs_dir))

@@ -1,12 +1,19 @@
-"""``recpipe ranker``: train and export the ranker, or score a table with an export.
+"""``recpipe ranker``: nightly examples and training, or train/score on Parquet files.
 
 Usage::
 
+    recpipe ranker examples --ds D      # gold/ranker_examples/ds=D (see training.examples)
+    recpipe ranker train --ds D [--no-mlflow]
+                                        # train on the examples of D, export to
+                                        # <models>/ranker/D/, log and register in MLflow
     recpipe ranker train --train P [P...] --valid P [P...] --out DIR
                          [--spec feature_spec.json] [--architecture dlrm|dcn] [--epochs N]
                          [--seed N]
     recpipe ranker score --model DIR --input P [P...] --output FILE.parquet
                          [--keep user_id,item_id] [--batch-size N]
+
+With ``--ds`` both nightly steps exit 0 without doing anything when there is nothing to
+learn from yet (no candidates of ``D - ranker.label_days``: the first nights).
 
 ``P`` is a Parquet file or a folder of them. Training examples hold the feature columns of
 the spec (default: :func:`training.features.candidate_feature_spec`), ``label`` and
@@ -17,18 +24,26 @@ optionally ``weight``. Other settings come from ``conf/`` (section ``ranker``) a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conf import ConfigError, Settings, load_settings
+from jobs.cli_common import parse_ds
 from training.errors import ArtifactError, SchemaError, TrainingError
 from training.features import FeatureSpec, candidate_feature_spec
+
+if TYPE_CHECKING:
+    from conf.gate import MlflowSettings
+    from training.pipeline import FittedRanker
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``recpipe ranker`` argument parser."""
     parser = argparse.ArgumentParser(prog="recpipe ranker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
-    tr = sub.add_parser("train", help="fit the encoder, train, export")
-    tr.add_argument("--train", nargs="+", required=True, type=Path, help="training Parquet")
-    tr.add_argument("--valid", nargs="+", required=True, type=Path, help="validation Parquet")
-    tr.add_argument("--out", required=True, type=Path, help="export directory (must not exist)")
+    ex = sub.add_parser("examples", help="build gold/ranker_examples for a date")
+    ex.add_argument("--ds", required=True, type=parse_ds, help="logical date YYYY-MM-DD")
+    _common(ex)
+    tr = sub.add_parser("train", help="train, export (and register) the ranker")
+    tr.add_argument("--ds", type=parse_ds, help="train on gold/ranker_examples/ds=DS")
+    tr.add_argument("--no-mlflow", action="store_true",
+                    help="with --ds: do not log or register the model in MLflow")
+    tr.add_argument("--train", nargs="+", type=Path, help="training Parquet")
+    tr.add_argument("--valid", nargs="+", type=Path, help="validation Parquet")
+    tr.add_argument("--out", type=Path, help="export directory (must not exist)")
     tr.add_argument("--spec", type=Path, help="feature spec JSON (default: candidate features)")
     tr.add_argument("--architecture", choices=["dlrm", "dcn"], help="default: ranker setting")
     tr.add_argument("--epochs", type=int, help="default: ranker.epochs")
     tr.add_argument("--seed", type=int, help="default: ranker.seed")
+    _common(tr)
     sc = sub.add_parser("score", help="score Parquet rows with an exported model")
     sc.add_argument("--model", required=True, type=Path, help="export directory")
     sc.add_argument("--input", nargs="+", required=True, type=Path, help="Parquet to score")
@@ -57,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="input columns copied to the output beside 'score'")
     sc.add_argument("--batch-size", type=int, default=8192, help="rows scored at a time")
     return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", help="config profile (default: RECPIPE_ENV or local)")
+    parser.add_argument("--lake-root", help="override lake_root")
 
 
 def run_train(
@@ -113,9 +140,174 @@ def run_score(
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    update = {k: v for k, v in (("architecture", args.architecture), ("epochs", args.epochs),
-                                ("seed", args.seed)) if v is not None}
-    return load_settings(overrides={"ranker": update} if update else None)
+    update = {k: v for k, v in (("architecture", getattr(args, "architecture", None)),
+                                ("epochs", getattr(args, "epochs", None)),
+                                ("seed", getattr(args, "seed", None))) if v is not None}
+    overrides: dict[str, Any] = {"ranker": update} if update else {}
+    if getattr(args, "lake_root", None):
+        overrides["lake_root"] = args.lake_root
+    return load_settings(env=getattr(args, "env", None), overrides=overrides or None)
+
+
+# -- the nightly steps ----------------------------------------------------------------------
+def _export_replacing(fitted: FittedRanker, out_dir: Path, metrics: Mapping[str, float],
+                      params: Mapping[str, Any]) -> dict[str, Any]:
+    """Export into a sibling folder, then swap it in for ``out_dir`` (a rerun of a date
+    replaces its export; the old one is removed only once the new one is complete)."""
+    from training.export import export_ranker
+
+    fresh = out_dir.with_name(out_dir.name + ".new")
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(fresh, ignore_errors=True)
+    manifest = export_ranker(fitted.model, fitted.config, fitted.encoder, fresh, metrics,
+                             params)
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    fresh.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: int
+                    ) -> dict[str, float]:
+    """AUC and log loss of the held-out examples, and NDCG@k of their candidates ranked by
+    the model and by the retrieval blend (users with a positive candidate; metrics from
+    :mod:`evaluation.metrics`)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from evaluation.metrics import ndcg_at_k
+    from training.examples import ORIGIN_CANDIDATE, candidate_lists
+    from training.pipeline import encoded_batches, table_source
+    from training.scoring import ctr_metrics, predict
+
+    batches = encoded_batches(fitted.encoder, table_source(valid), batch_size, batch_size, None)
+    probs, labels, _ = predict(fitted.model, batches)
+    out = ctr_metrics(probs, labels)
+    cand = pc.equal(valid.column("origin"), ORIGIN_CANDIDATE).to_numpy(zero_copy_only=False)
+    users = np.asarray(valid.column("user_id").to_pylist(), dtype=object)[cand]
+    items = np.asarray(valid.column("item_id").to_pylist(), dtype=object)[cand]
+    retrieval = valid.column("retrieval_score").to_numpy(zero_copy_only=False)[cand]
+    for name, scores in (("ranked", probs[cand]), ("retrieval", retrieval)):
+        recs, truth = candidate_lists(users.tolist(), items.tolist(), scores, labels[cand], k)
+        out[f"ndcg@{k}_{name}"] = ndcg_at_k(recs, truth, k) if len(recs) else float("nan")
+    out["ndcg_users"] = float(len(set(users[labels[cand] > 0].tolist())))
+    return out
+
+
+def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping[str, float],
+                    params: Mapping[str, Any], lineage: Mapping[str, int | None]
+                    ) -> dict[str, str]:
+    """Log a training run (params, metrics, the export as artifacts under ``ranker/``) and
+    register its export as a version of ``cfg.ranker_model``.
+
+    Idempotent: a version already registered for ``ds`` with the same weights (model
+    version ``ranker-<ds>-<weights sha256[:12]>``) is returned as it is.
+
+    Returns:
+        ``{"run_id", "model_version", "registered"}`` (``registered`` = ``name/version``).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from evaluation import registry
+    from training.export import WEIGHTS_FILE, read_manifest
+
+    manifest = read_manifest(export, verify=False)
+    sha = next(f["sha256"] for f in manifest["files"] if f["path"] == WEIGHTS_FILE)
+    model_version = f"ranker-{ds}-{sha[:12]}"
+    name = cfg.ranker_model
+    with registry.tracking(cfg) as client:
+        existing = registry.find_version(client, name, ds)
+        if existing is not None and existing.tags.get(registry.TAG_MODEL_VERSION) == \
+                model_version:
+            return {"run_id": existing.run_id, "model_version": model_version,
+                    "registered": f"{name}/{existing.version}"}
+        experiment = registry.ensure_experiment(client, cfg)
+        tags = {registry.TAG_STEP: "train_ranker", registry.TAG_DS: ds,
+                registry.TAG_MODEL_VERSION: model_version}
+        run = client.create_run(experiment, run_name=f"train ranker {ds}", tags=tags)
+        run_id = run.info.run_id
+        registry.log_values(client, run_id, params=params, metrics=metrics)
+        client.log_artifacts(run_id, str(export), artifact_path="ranker")
+        client.set_terminated(run_id)
+        with contextlib.suppress(MlflowException):  # already registered
+            client.create_registered_model(name)
+        version = client.create_model_version(
+            name, f"{run.info.artifact_uri}/ranker", run_id=run_id,
+            tags={**tags, registry.TAG_EVAL_RUN: run_id,
+                  **{f"{registry.LAKE_TAG_PREFIX}{t}": str(v) for t, v in lineage.items()
+                     if v is not None}})
+    log.info("registered %s version %s (%s)", name, version.version, model_version)
+    return {"run_id": run_id, "model_version": model_version,
+            "registered": f"{name}/{version.version}"}
+
+
+def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None = None,
+                 use_mlflow: bool = True) -> dict[str, Any]:
+    """Train the ranker of ``ds`` on ``gold/ranker_examples/ds=<ds>``, export, register.
+
+    The example users are split (``ranker.valid_fraction``, seeded) into training and
+    validation users; validation drives early stopping and gives the reported metrics.
+
+    Args:
+        settings: root settings.
+        ds: the logical date.
+        mlflow_cfg: the MLflow store (default: the root settings' ``mlflow`` section).
+        use_mlflow: log and register the model.
+
+    Returns:
+        A summary: ``skipped`` when there are no examples for ``ds``; else row counts,
+        metrics, the export folder and the registered version.
+    """
+    from conf.gate import eval_sections
+    from jobs.lake import Lake
+    from jobs.schemas import SILVER_INTERACTIONS
+    from training.examples import CANDIDATES, EXAMPLES, label_window, split_by_user
+    from training.pipeline import fit_ranker, table_source
+    from training.rank_candidates import export_dir
+
+    lake = Lake(settings)
+    if ds not in lake.partitions(EXAMPLES.name):
+        log.info("no %s partition for %s: no ranker is trained; the precompute of %s uses "
+                 "retrieval-only scores", EXAMPLES.name, ds, ds)
+        return {"ds": ds, "skipped": f"no ranker examples for {ds}"}
+    rs = settings.ranker
+    table = lake.read_arrow(EXAMPLES.name, [ds])
+    train, valid = split_by_user(table, rs.valid_fraction, rs.seed)
+    spec = candidate_feature_spec(rs)
+    fitted = fit_ranker(rs, spec, table_source(train), table_source(valid))
+    metrics = {
+        **{f"valid_{k}": v for k, v in holdout_metrics(fitted, valid, rs.eval_batch_size,
+                                                       rs.eval_k).items()},
+        "best_epoch": float(fitted.result.best_epoch),
+        "epochs_run": float(len(fitted.result.history)),
+        "train_samples_per_s": fitted.result.train_samples_per_s,
+        "train_rows": float(train.num_rows), "valid_rows": float(valid.num_rows),
+        "train_positives": float(sum(train.column("label").to_pylist())),
+    }
+    params = {**{f"ranker.{k}": v for k, v in rs.model_dump(mode="json").items()},
+              "ds": ds, "source_ds": label_window(settings, ds).source_ds}
+    out = export_dir(settings, ds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _export_replacing(fitted, out, metrics, params)
+    summary: dict[str, Any] = {"ds": ds, "export": str(out), "metrics": metrics}
+    if use_mlflow:
+        cfg = mlflow_cfg or eval_sections(settings).mlflow
+        lineage = {name: lake.version(name)
+                   for name in (EXAMPLES.name, CANDIDATES, SILVER_INTERACTIONS.name)}
+        summary.update(register_ranker(cfg, out, ds, metrics, params, lineage))
+    log.info("ranker of %s: valid AUC %.4f, logloss %.4f, NDCG@%d %.4f (retrieval %.4f)", ds,
+             metrics["valid_auc"], metrics["valid_logloss"], rs.eval_k,
+             metrics[f"valid_ndcg@{rs.eval_k}_ranked"],
+             metrics[f"valid_ndcg@{rs.eval_k}_retrieval"])
+    return summary
+
+
+def _spark(settings: Settings):
+    from jobs.spark import get_spark
+
+    return get_spark(settings)
 
 
 def main(argv: list[str]) -> int:
@@ -126,7 +318,22 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse already printed the problem
         return int(exc.code or 0)
     try:
-        if args.action == "train":
+        if args.action == "examples":
+            from training.examples import run as run_examples_job
+
+            settings = _settings(args)
+            print(json.dumps(run_examples_job(_spark(settings), settings, args.ds)))
+        elif args.action == "train" and args.ds is not None:
+            if args.train or args.valid or args.out or args.spec:
+                raise UsageError("--ds trains on the lake's examples: drop --train, --valid, "
+                                 "--out and --spec")
+            summary = run_train_ds(_settings(args), args.ds, use_mlflow=not args.no_mlflow)
+            print(json.dumps(summary, default=str))
+        elif args.action == "train":
+            missing = [f"--{n}" for n in ("train", "valid", "out") if getattr(args, n) is None]
+            if missing:
+                raise UsageError(f"give --ds, or all of --train, --valid and --out "
+                                 f"(missing {', '.join(missing)})")
             spec = FeatureSpec.from_json(args.spec.read_text()) if args.spec else None
             manifest = run_train(_settings(args), args.train, args.valid, args.out, spec)
             print(f"exported {args.out}: valid AUC {manifest['metrics']['valid_auc']:.4f}")

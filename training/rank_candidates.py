@@ -1,0 +1,128 @@
+"""Rank a date's candidates with that date's ranker export (the top-N precompute's scores).
+
+:func:`ranked_candidates` builds the candidate features of ``ds`` exactly as the examples
+are built (:func:`training.examples.add_features` over the gold tables of ``ds``) and
+scores them in large batches: ``mapInArrow`` over user partitions, the exported
+TorchScript model and its encoder loaded once per Python worker (a small per-process cache
+keyed by the export's manifest, so a re-exported date is reloaded). Without an export for
+``ds`` the candidates come back unchanged (retrieval-only scores).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+
+from conf import Settings
+from jobs.lake import Lake
+
+if TYPE_CHECKING:
+    from training.export import Ranker
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def models_root(settings: Settings) -> Path:
+    """Folder of the nightly ranker exports (``ranker.model_dir``, else
+    ``<lake_root>/../models/ranker``).
+
+    Raises:
+        ValueError: ``lake_root`` is a URI and ``ranker.model_dir`` is not set.
+    """
+    if settings.ranker.model_dir:
+        return Path(settings.resolve(settings.ranker.model_dir))
+    root = settings.resolve(settings.lake_root)
+    if "://" in root:
+        raise ValueError(f"lake_root {root!r} is not a local folder: set ranker.model_dir to "
+                         "a folder the Spark workers can read")
+    return Path(root).parent / "models" / "ranker"
+
+
+def export_dir(settings: Settings, ds: str) -> Path:
+    """Where the ranker of ``ds`` is exported."""
+    return models_root(settings) / ds
+
+
+def has_export(settings: Settings, ds: str) -> bool:
+    """Whether a complete export (its manifest is written last) exists for ``ds``."""
+    return (export_dir(settings, ds) / MANIFEST).is_file()
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_ranker(path: str, manifest_sha: str) -> Ranker:
+    from training.export import load_ranker
+
+    log.info("loading the ranker %s (manifest %s)", path, manifest_sha[:12])
+    return load_ranker(Path(path), verify=False)
+
+
+def load_cached(path: Path) -> Ranker:
+    """The export at ``path``, loaded once per process and manifest version."""
+    sha = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
+    return _cached_ranker(str(path), sha)
+
+
+def score_batches(batches, path: str, columns: list[str], batch_size: int, threads: int):
+    """``mapInArrow`` body: featured candidate rows in, the candidate ``columns`` out with
+    ``score`` replaced by the ranker's probability (float64)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    ranker = load_cached(Path(path))
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        probs = ranker.score_table(batch, batch_size)
+        arrays = [pa.array(probs, pa.float32()).cast(pa.float64()) if name == "score"
+                  else batch.column(name) for name in columns]
+        yield pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Settings,
+                      ds: str) -> DataFrame:
+    """The candidates of ``ds`` scored by the ranker of ``ds``, if there is one.
+
+    Args:
+        spark: the session.
+        candidates: ``gold/candidates`` rows of ``ds`` (any subset of users).
+        settings: root settings (``ranker`` section, lake, training window).
+        ds: the logical date; the export ``export_dir(settings, ds)`` and the gold tables
+            of ``ds`` are used.
+
+    Returns:
+        Exactly ``candidates``' columns, ``score`` replaced by the ranker's probability in
+        (0, 1) (``rank`` stays the retrieval rank); ``candidates`` itself when ``ds`` has
+        no export.
+
+    Raises:
+        training.errors.ArtifactError: the export is incomplete or altered.
+    """
+    from training.examples import add_features, feature_inputs
+    from training.export import read_manifest
+
+    path = export_dir(settings, ds)
+    if not has_export(settings, ds):
+        log.info("no ranker export at %s: candidates keep their retrieval scores", path)
+        return candidates
+    manifest = read_manifest(path, verify=True)
+    log.info("ranking the candidates of %s with %s (%s, valid AUC %.4f)", ds, path,
+             manifest.get("architecture"), manifest.get("metrics", {}).get("valid_auc", 0.0))
+    inputs = feature_inputs(spark, Lake(settings), settings, ds)
+    columns = list(candidates.columns)
+    featured = add_features(candidates, inputs).repartition(
+        max(1, settings.spark.shuffle_partitions), "user_id")
+    size, threads, where = settings.ranker.eval_batch_size, settings.ranker.score_threads, \
+        str(path)
+
+    def body(batches):
+        yield from score_batches(batches, where, columns, size, threads)
+
+    return featured.mapInArrow(body, candidates.schema)
