@@ -56,3 +56,19 @@ def test_run_order_respects_dependencies():
     for stage in NIGHTLY:
         for up in stage.upstream:
             assert order.index(up) < order.index(stage.task_id)
+
+
+def test_tasks_run_under_the_profile_of_the_environment(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conf import load_settings
+
+    monkeypatch.setenv("RECPIPE_ENV", "cluster")
+    dag = DagBag(dag_folder=str(DAGS)).dags["recpipe_nightly"]
+    for task in dag.tasks:
+        assert task.env == {"RECPIPE_ENV": "cluster"} and task.append_env
+    # what those tasks then load: the cluster's Spark master and the object-store lake
+    cluster = load_settings(environ={"RECPIPE_ENV": "cluster"})
+    assert cluster.spark.master == "yarn"
+    assert cluster.lake_path("gold", "topn").startswith("s3a://")
+    assert int(cluster.spark.conf["spark.executor.instances"]) > 1
