@@ -113,6 +113,9 @@ def plot_recall_curves(rows: Sequence[Row], path: Path) -> None:
             style = "--" if stage.startswith("strategy/") else "-"
             ax.plot(*zip(*points, strict=True), style, marker=".", label=stage)
     ax.set_xscale("log")
+    ks = sorted({r["k"] for r in rows if r["metric"] == "recall" and r["k"]})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
     ax.set_xlabel("k")
     ax.set_ylabel("recall@k")
     ax.set_title("recall@k per stage and retrieval strategy")
@@ -139,7 +142,9 @@ def plot_slices(rows: Sequence[Row], headline: Sequence[str], path: Path) -> Non
                       [f"{s}\n({users.get(s, 0)} users)" for s in SLICES], fontsize=8)
         ax.set_title(f"{name} per slice")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=6, ncols=2)
+    handles, labels = fig.axes[0].get_legend_handles_labels() if fig.axes else ([], [])
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(stages), 5),
+               fontsize=8)
     fig.savefig(path, dpi=100)
 
 
@@ -153,9 +158,11 @@ def plot_gate(verdict: Mapping[str, Any], path: Path) -> None:
     colours = {"candidate": "tab:blue", "champion": "tab:orange", "popularity": "tab:gray"}
     for j, role in enumerate(roles):
         ys = [verdict["metrics"][role].get(n) for n in names]
-        ax.bar([x + j * width for x in range(len(names))], [y or 0.0 for y in ys], width,
-               label=f"{role}" + (f" v{verdict['champion']}" if role == "champion" else ""),
-               color=colours[role])
+        bars = ax.bar([x + j * width for x in range(len(names))], [y or 0.0 for y in ys],
+                      width, color=colours[role],
+                      label=role + (f" v{verdict['champion']}" if role == "champion" else ""))
+        ax.bar_label(bars, labels=["NaN" if y is None else f"{y:.4f}" for y in ys],
+                     fontsize=8)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
     state = "PASSED" if verdict["passed"] else "FAILED"
     ax.set_title(f"gate {state}: candidate v{verdict['candidate']}",

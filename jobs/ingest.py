@@ -23,8 +23,7 @@ from conf import Settings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.errors import SourceError
 from jobs.lake import Lake
-from jobs.schemas import BRONZE_EVENTS, QUARANTINE_EVENTS, RAW_EVENT_COLUMNS, \
-    SILVER_INTERACTIONS
+from jobs.schemas import BRONZE_EVENTS, QUARANTINE_EVENTS, RAW_EVENT_COLUMNS, SILVER_INTERACTIONS
 from jobs.sources import CORRUPT, batch_id, list_source_files, read_raw_events
 from jobs.validate import resolve_duplicates, typed_interactions, validate_events
 

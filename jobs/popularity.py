@@ -7,9 +7,9 @@ the ``window_days`` days up to that cutoff. For each event in it::
 
     w = event_weights[type] * 0.5 ** (age_days / half_life_days)
 
-with ``age_days`` measured from the end of the cutoff day. A user's weights on one item are summed
-and capped at ``user_item_cap``; an item's score in a segment is the sum over the segment's
-users, divided by the segment's top score (so the top item has 1.0). Segments with fewer
+with ``age_days`` measured from the end of the cutoff day. A user's weights on one item are
+summed and capped at ``user_item_cap``; an item's score in a segment is the sum over the
+segment's users, divided by the segment's top score (so the top item has 1.0). Segments with fewer
 than ``min_segment_users`` active users are not written: callers fall back to ``all``.
 Users missing from ``silver/users`` (or all users, when there is no snapshot at or before
 ``ds``) get the segment of a user with no attributes, as the service does for them.

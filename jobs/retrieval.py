@@ -186,7 +186,7 @@ def retrieve(ctx: RetrievalContext, block: UserBlock, cfg: CandidateSettings) ->
         popular_score, sources (list<string>), rank`` (rank 1 = best blend), at most
         ``cfg.per_user`` rows per user.
     """
-    n_users, n_items = len(block.user_ids), len(ctx.item_ids)
+    n_items = len(ctx.item_ids)
     exclude = _csr(block.excluded, n_items)
     parts = []
     for name in STRATEGIES:

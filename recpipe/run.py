@@ -1,4 +1,5 @@
-"""``recpipe run nightly --date D``: the nightly DAG's tasks in order, without a scheduler.
+"""``recpipe run nightly --date D`` (or ``hourly --date D --hour H``): a DAG's tasks in order,
+without a scheduler.
 
 For a data scientist's laptop or a one-off rebuild. The tasks run in this process, one after
 another in the DAG's order, so they share one Spark session (no per-task JVM start).
@@ -14,10 +15,10 @@ from graphlib import TopologicalSorter
 from pathlib import Path
 
 from jobs.cli_common import parse_ds
-from recpipe.stages import NIGHTLY, Stage
+from recpipe.stages import HOURLY, NIGHTLY, Stage
 
 log = logging.getLogger(__name__)
-PIPELINES: dict[str, tuple[Stage, ...]] = {"nightly": NIGHTLY}
+PIPELINES: dict[str, tuple[Stage, ...]] = {"nightly": NIGHTLY, "hourly": HOURLY}
 
 
 def ordered(stages: tuple[Stage, ...]) -> list[Stage]:
@@ -36,9 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing", type=Path, default=Path("var/landing"),
                         help="folder with events/items/users files")
     parser.add_argument("--dataset", default="", help="public dataset to fetch first")
+    parser.add_argument("--hour", type=int, choices=range(24), metavar="H",
+                        help="logical hour 0-23 UTC (hourly: required)")
+    parser.add_argument("--spool", default="", help="event spool folder (hourly; default: "
+                                                    "serving.spool_dir)")
     parser.add_argument("--from-task", help="skip the tasks before this one")
     args = parser.parse_args(argv)
-    values = {"ds": args.date, "landing": str(args.landing.resolve()), "dataset": args.dataset}
+    if args.pipeline == "hourly" and args.hour is None:
+        parser.error("the hourly pipeline needs --hour H (0-23)")
+    values = {"ds": args.date, "landing": str(args.landing.resolve()), "dataset": args.dataset,
+              "hour": "" if args.hour is None else str(args.hour),
+              "spool": str(Path(args.spool).resolve()) if args.spool else ""}
     timings = {}
     started = args.from_task is None
     for stage in ordered(PIPELINES[args.pipeline]):
@@ -52,5 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             log.error("task %s failed with exit code %s", stage.task_id, code)
             return code
-    print(json.dumps({"pipeline": args.pipeline, "ds": args.date, "seconds": timings}))
+    summary = {"pipeline": args.pipeline, "ds": args.date, "seconds": timings}
+    if args.hour is not None:
+        summary["hour"] = args.hour
+    print(json.dumps(summary))
     return 0

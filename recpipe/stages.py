@@ -56,6 +56,17 @@ NIGHTLY: tuple[Stage, ...] = (
     Stage("publish", ("release", "publish", "--ds", "{ds}"), ("export",)),
 )
 
+HOURLY: tuple[Stage, ...] = (
+    Stage("ingest_spool", ("hourly", "--step", "ingest", "--ds", "{ds}", "--hour", "{hour}",
+                           "--spool", "{spool}"), spark=True),
+    Stage("refresh_users", ("hourly", "--step", "release", "--ds", "{ds}", "--hour", "{hour}"),
+          ("ingest_spool",), spark=True),
+)
+"""The hourly freshness path (``jobs/hourly.py``): ingest the spool's closed files, then fold
+the new interactions into user vectors, recompute those users' top-N and publish an
+incremental release. Placeholders: ``{ds}`` and ``{hour}`` (the logical time ``ds hour:00``
+UTC) and ``{spool}`` (event spool folder; empty: ``serving.spool_dir``)."""
+
 
 def bash_command(stage: Stage, recpipe: str, values: dict[str, str]) -> str:
     """A shell command line for ``stage`` (values may be Jinja templates for Airflow)."""

@@ -3,7 +3,8 @@
 import re
 import sys
 
-text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+with open(sys.argv[1], encoding="utf-8", errors="replace") as fh:
+    text = fh.read()
 states: dict[str, str] = {}
 for match in re.finditer(r"task_id='([^']+)'.*?state=<TaskInstanceState\.(\w+)", text):
     states[match.group(1)] = match.group(2).lower()

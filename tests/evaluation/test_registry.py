@@ -56,7 +56,7 @@ def test_recommend_excludes_and_pads():
 
 
 def test_model_checks_shapes_and_reports_non_finite_values():
-    with pytest.raises(ValueError, match="3 dimensions"):
+    with pytest.raises(ValueError, match="have 2 dimensions but item vectors have 3"):
         EmbeddingModel(USERS, USER_VECS, ITEMS, np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"shape \(3, 2\) for 4 ids"):
         EmbeddingModel(USERS, USER_VECS, ITEMS, np.zeros((3, 2)))

@@ -1,0 +1,82 @@
+"""The hourly DAG parses cleanly, wires ingest before the release and uses the logical time."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from recpipe.run import PIPELINES, ordered
+from recpipe.stages import HOURLY, NIGHTLY
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags["recpipe_hourly"]
+
+
+def test_graph_is_ingest_then_release(dag):
+    edges = {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
+    assert {t.task_id for t in dag.tasks} == {"ingest_spool", "refresh_users"}
+    assert edges == {("ingest_spool", "refresh_users")}
+    assert {t.task_id for t in dag.tasks} == {s.task_id for s in HOURLY}
+    for task in dag.tasks:
+        assert task.retries >= 1
+        assert task.pool == "spark"
+    assert dag.max_active_runs == 1 and not dag.catchup
+
+
+def test_runs_every_hour_at_the_logical_time(dag):
+    # a trigger timetable: the run due at 11:00 has the logical time 11:00 (no interval)
+    after = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=_restriction(datetime(2024, 5, 1, 10, 30, tzinfo=UTC)))
+    assert after.logical_date == datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
+    assert after.run_after == datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
+
+
+def _restriction(earliest):
+    from airflow.timetables.base import TimeRestriction
+
+    return TimeRestriction(earliest=earliest, latest=None, catchup=True)
+
+
+def test_commands_take_date_and_hour_from_the_logical_date(dag):
+    cmds = {t.task_id: t.bash_command for t in dag.tasks}
+    for cmd in cmds.values():
+        assert "--ds '{{ ds }}'" in cmd
+        assert "--hour '{{ logical_date.hour }}'" in cmd
+        assert "now" not in cmd
+    assert "--step ingest" in cmds["ingest_spool"] and "--spool" in cmds["ingest_spool"]
+    assert "--step release" in cmds["refresh_users"]
+
+
+def test_hourly_command_renders_with_airflow_templates(dag):
+    from jinja2 import Environment
+
+    task = dag.get_task("ingest_spool")
+    text = Environment().from_string(task.bash_command).render(
+        ds="1998-04-23", logical_date=datetime(1998, 4, 23, 7, tzinfo=UTC),
+        params={"spool": "/srv/spool"})
+    assert text.endswith("hourly --step ingest --ds 1998-04-23 --hour 7 --spool /srv/spool")
+
+
+def test_recpipe_run_knows_both_pipelines_and_keeps_nightly():
+    assert PIPELINES == {"nightly": NIGHTLY, "hourly": HOURLY}
+    assert [s.task_id for s in ordered(HOURLY)] == ["ingest_spool", "refresh_users"]
+    args = HOURLY[0].argv(ds="D", hour="5", spool="")
+    assert args == ["hourly", "--step", "ingest", "--ds", "D", "--hour", "5", "--spool", ""]
+
+
+def test_recpipe_run_hourly_needs_an_hour(capsys):
+    from recpipe.run import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["hourly", "--date", "1998-04-23"])
+    assert exc.value.code == 2
+    assert "--hour" in capsys.readouterr().err

@@ -1,0 +1,127 @@
+"""Nightly training on lake examples (export, MLflow version, champion alias) and ranking a
+date's candidates with the export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conf.gate import MlflowSettings
+from jobs.lake import Lake
+from tests.training.examples_lake import D2, ITEMS, write_events, write_gold
+from tests.training.test_examples import make_settings
+from training.examples import EXAMPLES
+from training.features import CANDIDATE_DENSE
+
+pytestmark = pytest.mark.spark
+
+GOOD = {"i2", "i4", "i6"}
+"""The planted rule of the training examples: these items are the positives."""
+TINY = {"embedding_dim": 4, "dense_arch_layer_sizes": [8, 4], "over_arch_layer_sizes": [8, 1],
+        "dcn_num_layers": 1, "dcn_low_rank_dim": 2, "batch_size": 64, "eval_batch_size": 256,
+        "shuffle_buffer_rows": 512, "epochs": 12, "patience": 4, "id_min_count": 1,
+        "dense_lr": 0.01, "sparse_lr": 0.2, "valid_fraction": 0.25}
+
+
+def planted_examples(n_users: int, seed: int) -> pa.Table:
+    """Every (user, item) pair of ``n_users`` users and the six items; label: item in GOOD;
+    dense features are noise."""
+    rng = np.random.default_rng(seed)
+    users = [f"x{u}" for u in range(n_users) for _ in ITEMS]
+    items = [i for _ in range(n_users) for i in ITEMS]
+    n = len(users)
+    labels = np.array([1.0 if i in GOOD else 0.0 for i in items])
+    strategies = pa.array([["ann"]] * n, pa.list_(pa.string()))
+    return pa.table({
+        "user_id": users, "item_id": items, "origin": ["candidate"] * n,
+        "item_categories": pa.array([["Drama"]] * n, pa.list_(pa.string())),
+        "user_age_bucket": ["b2"] * n, "user_gender": rng.choice(["F", "M"], n).tolist(),
+        "user_occupation": [None] * n, "retrieval_strategies": strategies,
+        **{name: rng.normal(size=n) for name, _ in CANDIDATE_DENSE},
+        "label": labels, "weight": np.ones(n), "source_ds": ["2024-01-10"] * n,
+        "ds": [D2] * n,
+    })
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    """A lake with D2's gold tables and planted examples, and the ranker trained on them."""
+    from training.cli import run_train_ds
+
+    tmp = tmp_path_factory.mktemp("ranked")
+    settings = make_settings(tmp, **TINY)
+    lake = Lake(settings)
+    write_events(lake)
+    # retrieval ranks the bad items first
+    write_gold(lake, D2, candidates={
+        "u1": [("i1", 0.9, ["ann"]), ("i3", 0.8, ["ann"]), ("i5", 0.7, ["content"]),
+               ("i2", 0.3, ["ann"]), ("i4", 0.2, ["popular"]), ("i6", 0.1, ["session"])],
+        "u2": [("i5", 0.9, ["ann"]), ("i6", 0.5, ["ann"]), ("i1", 0.4, ["ann"]),
+               ("i2", 0.1, ["ann"])]})
+    lake.overwrite_partitions(EXAMPLES.name, planted_examples(60, seed=1))
+    mlflow_cfg = MlflowSettings(tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+                                artifact_root=str(tmp / "artifacts"))
+    summary = run_train_ds(settings, D2, mlflow_cfg)
+    return settings, summary, mlflow_cfg
+
+
+def test_training_exports_and_reports_holdout_metrics(trained):
+    from training.rank_candidates import export_dir, has_export
+
+    settings, summary, _ = trained
+    assert has_export(settings, D2)
+    assert summary["export"] == str(export_dir(settings, D2))
+    m = summary["metrics"]
+    # 15 of 60 users held out, 6 rows each; the planted rule is learnable
+    assert m["valid_rows"] == 90 and m["train_rows"] == 270
+    assert m["valid_auc"] > 0.95
+    # by the (noise) retrieval score the three positives land anywhere; ranked they lead
+    assert m["valid_ndcg@10_ranked"] == pytest.approx(1.0)
+    assert m["valid_ndcg@10_ranked"] > m["valid_ndcg@10_retrieval"]
+
+
+def test_registered_version_is_tagged_and_can_be_promoted(trained):
+    from evaluation import registry
+
+    _, summary, cfg = trained
+    name, version = summary["registered"].split("/")
+    assert name == "recpipe-ranker"
+    with registry.tracking(cfg) as client:
+        mv = client.get_model_version(name, version)
+        assert mv.tags[registry.TAG_DS] == D2
+        assert mv.tags[registry.TAG_MODEL_VERSION] == summary["model_version"]
+        assert mv.tags[f"{registry.LAKE_TAG_PREFIX}{EXAMPLES.name}"] == "0"
+        run = client.get_run(mv.run_id)
+        assert run.data.metrics["valid_auc"] == pytest.approx(summary["metrics"]["valid_auc"])
+        artifacts = {a.path for a in client.list_artifacts(mv.run_id, "ranker")}
+        assert "ranker/model.ts" in artifacts and "ranker/manifest.json" in artifacts
+        assert registry.promote(client, name, version) is None  # no champion before
+        assert registry.alias_version(client, name, registry.CHAMPION).version == version
+
+
+def test_ranked_candidates_keep_columns_and_follow_the_model(spark, trained):
+    from training.rank_candidates import ranked_candidates
+
+    settings, _, _ = trained
+    candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
+    ranked = ranked_candidates(spark, candidates, settings, D2)
+    assert ranked.columns == candidates.columns
+    before = {(r["user_id"], r["item_id"]): r for r in candidates.collect()}
+    after = {(r["user_id"], r["item_id"]): r for r in ranked.collect()}
+    assert set(after) == set(before)
+    for key, row in after.items():  # only the score changes
+        assert 0.0 < row["score"] < 1.0
+        assert row["sources"] == before[key]["sources"] and row["rank"] == before[key]["rank"]
+    for user, n_good in (("u1", 3), ("u2", 2)):
+        order = sorted((k[1] for k in after if k[0] == user),
+                       key=lambda i: -after[(user, i)]["score"])
+        assert set(order[:n_good]) == GOOD & set(order), order
+
+
+def test_without_an_export_candidates_are_unchanged(spark, trained):
+    from training.rank_candidates import ranked_candidates
+
+    settings, _, _ = trained
+    candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
+    assert ranked_candidates(spark, candidates, settings, "2024-02-01") is candidates
