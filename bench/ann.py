@@ -27,13 +27,8 @@ import numpy as np
 
 from conf.index import IndexSettings
 from serving_export.faiss_errors import RecallTargetNotMet
-from serving_export.faiss_index import (
-    ann_recall,
-    build_sharded_hnsw,
-    exact_search,
-    omp_threads,
-    tune_ef_search,
-)
+from serving_export.faiss_index import build_sharded_hnsw, omp_threads
+from serving_export.faiss_tuning import ann_recall, exact_search, tune_ef_search
 
 logger = logging.getLogger(__name__)
 

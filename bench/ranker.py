@@ -1,13 +1,27 @@
-"""``recpipe bench ranker``: the CTR check of the torchrec ranker on MovieLens 100K.
+"""``recpipe bench ranker``: the ranker in the pipeline against retrieval-only scoring, and
+the CTR check of the torchrec models, both on MovieLens 100K.
 
 Usage::
 
-    recpipe bench ranker [--json OUT] [--seed N] [--models dlrm,dcn] [--epochs N]
-                         [--data-dir DIR] [--keep-neutral]
+    recpipe bench ranker [--part pipeline|ctr|all] [--json OUT] [--seed N] [--epochs N]
+                         [--lake DIR] [--models dlrm,dcn] [--data-dir DIR] [--keep-neutral]
 
-Protocol (RecBole's context-aware setup): one example per rating; ratings of 3 are dropped
-(``--keep-neutral`` keeps them as negatives, as RecBole's packaged ml-100k config does);
-label = rating >= 4. Features: user, item, age, gender, occupation, genres (multi-hot) and
+Part ``pipeline`` (the measured part of the ranker issue), temporal split: a lake (a fresh
+temporary one, or ``--lake DIR``, reused when it already holds the candidates) gets the
+nightly stages up to the candidates for D1 = 1998-04-08 and D2 = 1998-04-22 with
+``matrix.holdout_days = 14`` and ``ranker.label_days = 14``; the examples of D2 (candidates
+of D1 labelled by 1998-03-26 .. 1998-04-08) train the ranker (``ranker.*`` settings, MLflow
+in the temporary folder); the top-N of D2 (surface ``home_feed``, business rules included)
+is computed twice from the same candidates, ordered by the ranker and by the retrieval
+blend, and both are scored on the holdout 1998-04-09 .. 1998-04-22 with
+``evaluation.holdout`` / ``evaluation.metrics`` (NDCG@10, recall@100; ratings >= 4 are
+relevant). Also: AUC and log loss of the held-out example users, training samples/s, and
+batch-inference samples/s (encode + forward of the exported TorchScript model, and the
+whole Spark ``ranked_candidates`` pass, features included).
+
+Part ``ctr``, protocol (RecBole's context-aware setup): one example per rating; ratings of 3
+are dropped (``--keep-neutral`` keeps them as negatives, as RecBole's packaged ml-100k config
+does); label = rating >= 4. Features: user, item, age, gender, occupation, genres (multi-hot) and
 release year as tokens, plus age and release year as standardised numbers (DLRM needs a
 dense input). Random 80/10/10 split of the examples with the seed; early stopping on
 validation AUC; AUC and log loss on test, training samples/s and inference samples/s.
@@ -21,8 +35,12 @@ import argparse
 import json
 import logging
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -243,33 +261,252 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``recpipe bench ranker`` argument parser."""
     parser = argparse.ArgumentParser(prog="recpipe bench ranker",
                                      description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["pipeline", "ctr", "all"], default="all",
+                        help="which measurement to run (default: both)")
     parser.add_argument("--json", type=Path, help="write the full result as JSON here")
     parser.add_argument("--seed", type=int, help="split and model seed (default: ranker.seed)")
-    parser.add_argument("--models", default="dlrm,dcn", help="comma-separated: dlrm, dcn")
+    parser.add_argument("--models", default="dlrm,dcn", help="ctr: comma-separated dlrm, dcn")
     parser.add_argument("--epochs", type=int, help="most epochs (default: ranker.epochs)")
     parser.add_argument("--data-dir", type=Path,
-                        help="ML-100K Parquet folder (default: <data_dir>/movielens-100k)")
+                        help="ctr: ML-100K Parquet folder (default: <data_dir>/movielens-100k)")
     parser.add_argument("--keep-neutral", action="store_true",
-                        help="keep ratings of 3 as negatives instead of dropping them")
+                        help="ctr: keep ratings of 3 as negatives instead of dropping them")
+    parser.add_argument("--lake", type=Path,
+                        help="pipeline: lake folder to build or reuse (default: a temporary "
+                             "folder, removed afterwards)")
     return parser
 
 
-def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    """Run the check, print the table, write the JSON; return the result."""
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models if m not in ("dlrm", "dcn")]
-    if bad or not models:
-        raise UsageError(f"--models must list dlrm and/or dcn, got {args.models!r}")
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
-    seed = settings.ranker.seed if args.seed is None else args.seed
+# -- part "pipeline": the ranker in the pipeline against retrieval-only ---------------------
+PIPELINE_DATES = ("1998-04-08", "1998-04-22")
+"""D1 (the labelled candidates) and D2 (the ranker's date, evaluated on its holdout)."""
+HOLDOUT_DAYS = 14
+LABEL_DAYS = 14
+SURFACE = "home_feed"
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    """Set environment variables inside the block (the stages load their own settings)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def stages_up_to(target: str) -> list:
+    """The nightly stages ``target`` depends on (itself included), in run order."""
+    from recpipe.run import ordered
+    from recpipe.stages import NIGHTLY
+
+    by_id = {s.task_id: s for s in NIGHTLY}
+    needed, todo = set(), [target]
+    while todo:
+        task = todo.pop()
+        if task not in needed:
+            needed.add(task)
+            todo.extend(by_id[task].upstream)
+    return [s for s in ordered(NIGHTLY) if s.task_id in needed]
+
+
+def prepare_lake(settings: Settings, landing: Path) -> None:
+    """Run the nightly stages up to the candidates for each date missing its candidates."""
+    from jobs.lake import Lake
+    from recpipe.cli import main as recpipe_main
+
+    lake = Lake(settings)
+    for ds in PIPELINE_DATES:
+        if ds in lake.partitions("gold/candidates"):
+            logger.info("the lake already holds the candidates of %s", ds)
+            continue
+        for stage in stages_up_to("candidates"):
+            argv = stage.argv(ds=ds, landing=str(landing), dataset="movielens-100k")
+            logger.info("bench ranker: recpipe %s", " ".join(argv))
+            code = recpipe_main(argv)
+            if code:
+                raise RuntimeError(f"recpipe {' '.join(argv)} failed with exit code {code}")
+
+
+def surface_metrics(topn: pa.Table, holdout: Any, k_ndcg: int = 10, k_recall: int = 100
+                    ) -> dict[str, float]:
+    """NDCG@k_ndcg and recall@k_recall of one surface's lists on the holdout users."""
+    from evaluation.holdout import padded_lists
+    from evaluation.metrics import ranking_metrics
+
+    upos = {u: i for i, u in enumerate(holdout.user_ids)}
+    users = np.array([upos.get(u, -1) for u in topn["user_id"].to_pylist()], np.int64)
+    recs = padded_lists(users, holdout.items.rows(topn["item_id"]),
+                        topn["rank"].to_numpy(), holdout.n_users, max(k_ndcg, k_recall))
+    return {f"ndcg@{k_ndcg}": ranking_metrics(recs, holdout.truth, k_ndcg)["ndcg"],
+            f"recall@{k_recall}": ranking_metrics(recs, holdout.truth, k_recall)["recall"]}
+
+
+def candidate_metrics(candidates: pa.Table, holdout: Any, k: int = 10) -> float:
+    """NDCG@k of the candidates ordered by ``score`` alone (no business rules)."""
+    from evaluation.holdout import padded_lists
+    from evaluation.metrics import ranking_metrics
+
+    upos = {u: i for i, u in enumerate(holdout.user_ids)}
+    users = np.array([upos.get(u, -1) for u in candidates["user_id"].to_pylist()], np.int64)
+    recs = padded_lists(users, holdout.items.rows(candidates["item_id"]),
+                        -candidates["score"].to_numpy(), holdout.n_users, k)
+    return ranking_metrics(recs, holdout.truth, k)["ndcg"]
+
+
+def topn_table(spark: Any, scored: Any, settings: Settings, ds: str) -> pa.Table:
+    """The ``SURFACE`` lists of ``ds`` from scored candidates (``jobs.topn.transform``)."""
+    from jobs.asof import latest_partition_at_or_before
+    from jobs.lake import Lake
+    from jobs.topn import item_meta, transform
+
+    lake = Lake(settings)
+    items_ds = latest_partition_at_or_before(lake, "silver/items", ds)
+    items = lake.read_arrow("silver/items", [items_ds] if items_ds else [],
+                            columns=["item_id", "available", "boost", "categories"])
+    meta = spark.sparkContext.broadcast(item_meta(items))
+    rows = transform(scored, meta, dict(settings.surfaces), settings.seed, ds,
+                     max(1, settings.spark.shuffle_partitions)).toArrow()
+    return rows.filter(pc.equal(rows["surface"], SURFACE))
+
+
+def infer_rate(export: Path, table: pa.Table, batch_size: int) -> float:
+    """Samples/s of encode + forward with the exported TorchScript model over ``table``."""
+    from training.export import load_ranker
+
+    ranker = load_ranker(export)
+    ranker.score_table(table.slice(0, min(batch_size, table.num_rows)), batch_size)  # warm-up
+    start = time.perf_counter()
+    ranker.score_table(table, batch_size)
+    return table.num_rows / (time.perf_counter() - start)
+
+
+def run_pipeline(settings: Settings, lake_dir: Path, seed: int, epochs: int | None
+                 ) -> dict[str, Any]:
+    """The measured part: ranked vs retrieval-only top-N on the holdout of D2."""
+    from conf import load_settings
+    from conf.gate import MlflowSettings, eval_sections
+    from evaluation.holdout import build_holdout
+    from evaluation.offline import read_inputs
+    from jobs.lake import Lake
+    from jobs.spark import get_spark
+    from training.cli import run_train_ds
+    from training.examples import EXAMPLES
+    from training.examples import run as build_examples
+    from training.rank_candidates import export_dir, ranked_candidates
+
+    d1, d2 = PIPELINE_DATES
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    env = {"RECPIPE_LAKE_ROOT": str(lake_dir / "lake"),
+           "RECPIPE_MATRIX__HOLDOUT_DAYS": str(HOLDOUT_DAYS),
+           "RECPIPE_RANKER__LABEL_DAYS": str(LABEL_DAYS),
+           "RECPIPE_RANKER__SEED": str(seed),
+           "RECPIPE_RANKER__MODEL_DIR": str(lake_dir / "models" / "ranker"),
+           "RECPIPE_RUNS_DIR": str(lake_dir / "runs")}
+    if epochs is not None:
+        env["RECPIPE_RANKER__EPOCHS"] = str(epochs)
+    with environment(env):
+        settings = load_settings(env=settings.env)
+        started = time.perf_counter()
+        prepare_lake(settings, lake_dir / "landing")
+        pipeline_seconds = time.perf_counter() - started
+        spark = get_spark(settings)
+        lake = Lake(settings)
+        started = time.perf_counter()
+        examples = build_examples(spark, settings, d2)
+        examples_seconds = time.perf_counter() - started
+        if "skipped" in examples:
+            raise RuntimeError(f"no ranker examples for {d2}: {examples['skipped']}")
+        mlflow_cfg = MlflowSettings(tracking_uri=f"sqlite:///{lake_dir / 'mlflow.db'}",
+                                    artifact_root=str(lake_dir / "mlflow-artifacts"))
+        started = time.perf_counter()
+        trained = run_train_ds(settings, d2, mlflow_cfg)
+        train_seconds = time.perf_counter() - started
+        candidates = lake.read_spark(spark, "gold/candidates", [d2])
+        ranked_df = ranked_candidates(spark, candidates, settings, d2).persist()
+        started = time.perf_counter()
+        ranked_rows = ranked_df.count()
+        rank_seconds = time.perf_counter() - started
+        ranked = ranked_df.toArrow()
+        lists = {"ranked": topn_table(spark, ranked_df, settings, d2),
+                 "retrieval": topn_table(spark, candidates, settings, d2)}
+        inputs = read_inputs(lake, settings, d2)
+        holdout = build_holdout(inputs.events, inputs.train, inputs.catalogue,
+                                eval_sections(settings).offline, settings.seed)
+        cand_table = candidates.toArrow()
+        example_rows = lake.read_arrow(EXAMPLES.name, [d2])
+        infer = infer_rate(export_dir(settings, d2), example_rows,
+                           settings.ranker.eval_batch_size)
+    scores = {name: surface_metrics(table, holdout) for name, table in lists.items()}
+    m = trained["metrics"]
+    result = {
+        "ndcg@10_ranked": scores["ranked"]["ndcg@10"],
+        "ndcg@10_retrieval": scores["retrieval"]["ndcg@10"],
+        "recall@100_ranked": scores["ranked"]["recall@100"],
+        "recall@100_retrieval": scores["retrieval"]["recall@100"],
+        "auc": m["valid_auc"],
+        "logloss": m["valid_logloss"],
+        "train_samples_per_s": m["train_samples_per_s"],
+        "infer_samples_per_s": infer,
+        "rank_candidates_rows_per_s": ranked_rows / rank_seconds,
+        "candidates_ndcg@10_ranked": candidate_metrics(ranked, holdout),
+        "candidates_ndcg@10_retrieval": candidate_metrics(cand_table, holdout),
+        "holdout_users": holdout.n_users,
+        "surface": SURFACE,
+        "dates": {"candidates": d1, "ranker": d2, "label_window": examples["label_window"],
+                  "holdout_days": HOLDOUT_DAYS},
+        "examples": {k: examples[k] for k in ("rows", "positives", "users", "by_origin")},
+        "training": {k: m[k] for k in ("best_epoch", "epochs_run", "train_rows", "valid_rows",
+                                       "valid_ndcg_at_10_ranked",
+                                       "valid_ndcg_at_10_retrieval")},
+        "architecture": settings.ranker.architecture,
+        "seconds": {"pipeline_to_candidates": pipeline_seconds, "examples": examples_seconds,
+                    "train": train_seconds, "rank_candidates": rank_seconds},
+    }
+    base = result["ndcg@10_retrieval"]
+    result["ndcg@10_gain"] = result["ndcg@10_ranked"] - base
+    result["ndcg@10_gain_relative"] = (result["ndcg@10_ranked"] / base - 1) if base else math.nan
+    return result
+
+
+def format_pipeline(r: dict[str, Any]) -> str:
+    """The printed comparison of the pipeline part."""
+    d = r["dates"]
+    return "\n".join([
+        f"MovieLens 100K, temporal split: holdout {d['holdout_days']} days up to "
+        f"{d['ranker']} ({r['holdout_users']} users), surface {r['surface']}; ranker "
+        f"({r['architecture']}) trained on the candidates of {d['candidates']} labelled "
+        f"{d['label_window'][0]} .. {d['label_window'][1]}",
+        f"{'top-N ordered by':<26}{'NDCG@10':>9}{'recall@100':>12}",
+        f"{'retrieval blend (baseline)':<26}{r['ndcg@10_retrieval']:>9.4f}"
+        f"{r['recall@100_retrieval']:>12.4f}",
+        f"{'ranker':<26}{r['ndcg@10_ranked']:>9.4f}{r['recall@100_ranked']:>12.4f}",
+        f"ranker vs retrieval-only NDCG@10: {r['ndcg@10_gain']:+.4f} "
+        f"({100 * r['ndcg@10_gain_relative']:+.1f} %); candidates without business rules: "
+        f"{r['candidates_ndcg@10_ranked']:.4f} vs {r['candidates_ndcg@10_retrieval']:.4f}",
+        f"held-out example users: AUC {r['auc']:.4f}, log loss {r['logloss']:.4f}; training "
+        f"{r['train_samples_per_s']:,.0f} samples/s; batch inference "
+        f"{r['infer_samples_per_s']:,.0f} samples/s (encode + forward), "
+        f"{r['rank_candidates_rows_per_s']:,.0f} rows/s (Spark pass, features included)",
+    ])
+
+
+# -- the command ----------------------------------------------------------------------------
+def run_ctr(settings: Settings, args: argparse.Namespace, models: list[str], seed: int
+            ) -> dict[str, Any]:
+    """The CTR check: every model of ``models`` on the random split of the ratings."""
     settings = settings.model_copy(
         update={"ranker": settings.ranker.model_copy(update={"seed": seed})}
     )
     events, items, users = load_movielens(settings, args.data_dir)
     examples = ctr_examples(events, items, users, keep_neutral=args.keep_neutral)
     splits = random_split(examples, (0.8, 0.1, 0.1), seed)
-    result: dict[str, Any] = {
+    return {
         "dataset": "movielens-100k",
         "examples": examples.num_rows,
         "positive_rate": float(pc.mean(examples["label"]).as_py()),
@@ -280,10 +517,38 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         "baseline": {"source": "RecBole context-aware leaderboard, MovieLens 1M",
                      "figures": RECBOLE_ML1M, "note": DATASET_NOTE},
     }
-    print(format_table(result))
+
+
+def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the chosen parts, print their tables, write the JSON; return the result.
+
+    The pipeline part's figures are the top-level keys (``ndcg@10_ranked``, ...); the CTR
+    check's result sits under ``ctr``.
+    """
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in ("dlrm", "dcn")]
+    if bad or not models:
+        raise UsageError(f"--models must list dlrm and/or dcn, got {args.models!r}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    seed = settings.ranker.seed if args.seed is None else args.seed
+    result: dict[str, Any] = {}
+    if args.part in ("pipeline", "all"):
+        if args.lake is not None:
+            result.update(run_pipeline(settings, args.lake, seed, args.epochs))
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="recpipe-bench-ranker-"))
+            try:
+                result.update(run_pipeline(settings, tmp, seed, args.epochs))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        print(format_pipeline(result))
+    if args.part in ("ctr", "all"):
+        result["ctr"] = run_ctr(settings, args, models, seed)
+        print(format_table(result["ctr"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
         logger.info("wrote %s", args.json)
     return result
 

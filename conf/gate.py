@@ -57,8 +57,9 @@ class OfflineEvalSettings(Section):
     """The metrics shown first in reports and logged to the MLflow run's summary."""
     heavy_user_quantile: Fraction = 0.9
     """Heavy users: training items per user at or above this quantile over training users."""
-    max_users: NonNegInt = 0
-    """Evaluate at most this many holdout users, drawn with the root ``seed`` (0: all)."""
+    max_users: NonNegInt = 5000
+    """Evaluate at most this many holdout users, drawn with the root ``seed`` (0: all).
+    The evaluation runs on the driver: memory grows with users times ``max(ks)``."""
     report_dir: str = "var/reports"
     """Where ``recpipe report`` writes ``ds=<ds>/index.html`` when ``--out`` is not given;
     relative paths start at the project root."""

@@ -3,7 +3,8 @@
 The candidate is the ``mlflow.embeddings_model`` version registered for ``ds`` by ``recpipe
 evaluate``; the champion is the version behind the ``champion`` alias. Both are loaded from
 the registry and scored on the same holdout (the one of ``ds``, see
-:mod:`evaluation.holdout`), beside the popularity baseline. The checks
+:mod:`evaluation.holdout`), beside the popularity baseline; users a model has no vector for
+get the popularity list, as the service serves them. The checks
 (:func:`decide`, thresholds in ``gate``): finite vectors and metrics; every gate metric at
 least ``(1 + popularity_margin)`` times the baseline's and above it; no drop below ``(1 -
 tolerance)`` times the champion's; catalogue coverage at ``coverage_k`` at least
@@ -42,6 +43,7 @@ from evaluation.offline import (
     EVALUATION,
     GATE_PREFIX,
     evaluation_table,
+    model_lists,
     popularity_lists,
     read_inputs,
     read_partition,
@@ -169,24 +171,26 @@ def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
 
 
 # -- scoring the registered models ----------------------------------------------------------
-def score_model(model: EmbeddingModel | None, holdout: Holdout, cfg: GateSettings
-                ) -> tuple[dict[str, float], float]:
+def score_model(model: EmbeddingModel | None, holdout: Holdout, cfg: GateSettings,
+                popular: np.ndarray) -> tuple[dict[str, float], float]:
     """``({metric: value}, coverage)`` of a registered model on the holdout.
 
-    Lists exclude the users' training items. Coverage is the share of the model's own items
-    in some top-``coverage_k`` list. A missing model or one with non-finite vectors scores
-    NaN.
+    Lists exclude the users' training items; users without a vector get ``popular``
+    (U, >= K) lists, as the service serves them. Coverage is the share of the model's own
+    items in some top-``coverage_k`` list of the users it has vectors for. A missing model or
+    one with non-finite vectors scores NaN.
     """
-    wanted = [parse_metric(m) for m in cfg.metrics]
     nan = {m: float("nan") for m in cfg.metrics}
     if model is None or model.non_finite() or not len(model.item_ids):
         return nan, float("nan")
-    width = max([k for _, k in wanted] + [cfg.coverage_k])
-    to_index = holdout.items.rows(list(model.item_ids))
-    rows, _ = model.recommend(list(holdout.user_ids), width, holdout.seen[:, to_index])
-    recs = np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
+    width = popular.shape[1]
+    recs = model_lists(model, holdout, width, fallback=popular)
+    known = model.user_rows(list(holdout.user_ids)) >= 0
+    to_model = np.full(len(holdout.items), -1, np.int64)
+    to_model[holdout.items.rows(list(model.item_ids))] = np.arange(len(model.item_ids))
+    own = np.where(recs[known] >= 0, to_model[np.maximum(recs[known], 0)], -1)
     return (_metrics(recs, holdout, cfg),
-            catalogue_coverage(rows, len(model.item_ids), cfg.coverage_k))
+            catalogue_coverage(own, len(model.item_ids), cfg.coverage_k))
 
 
 def _metrics(recs: np.ndarray, holdout: Holdout, cfg: GateSettings) -> dict[str, float]:
@@ -231,6 +235,26 @@ def read_verdict(lake: Lake, ds: str) -> dict[str, Any] | None:
     return None
 
 
+def judge(candidate: EmbeddingModel, reference: EmbeddingModel | None, holdout: Holdout,
+          cfg: GateSettings, reference_name: str = "the champion"
+          ) -> tuple[dict[str, dict[str, float]], float, list[Check]]:
+    """Score candidate, champion and popularity on one holdout and run :func:`decide`.
+
+    Returns:
+        ``(metrics, coverage, checks)``: role (``candidate``, ``popularity``, ``champion``
+        when there is one) -> metric name -> value; the candidate's coverage; the checks.
+    """
+    width = max([parse_metric(m)[1] for m in cfg.metrics] + [cfg.coverage_k])
+    popular = popularity_lists(holdout, width)
+    cand_metrics, coverage = score_model(candidate, holdout, cfg, popular)
+    metrics = {CANDIDATE: cand_metrics, BASELINE: _metrics(popular, holdout, cfg)}
+    if reference is not None:
+        metrics[CHAMPION_ROLE] = score_model(reference, holdout, cfg, popular)[0]
+    checks = decide(cand_metrics, metrics[BASELINE], metrics.get(CHAMPION_ROLE), coverage,
+                    candidate.non_finite(), cfg, reference_name)
+    return metrics, coverage, checks
+
+
 # -- the job --------------------------------------------------------------------------------
 def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Verdict:
     """Judge the model version of ``ds``, move the aliases on pass, record the verdict.
@@ -265,14 +289,9 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Ve
             [] if reference is None else list(reference.item_ids))
         holdout = build_holdout(inputs.events, inputs.train, items, cfg.offline,
                                 settings.seed)
-        cand_metrics, coverage = score_model(candidate, holdout, cfg.gate)
-        width = max([parse_metric(m)[1] for m in cfg.gate.metrics])
-        pop_metrics = _metrics(popularity_lists(holdout, width), holdout, cfg.gate)
-        ref_metrics = None if reference is None else score_model(reference, holdout,
-                                                                 cfg.gate)[0]
         ref_label = None if ref_v is None else f"{name} v{ref_v.version}"
-        checks = decide(cand_metrics, pop_metrics, ref_metrics, coverage,
-                        candidate.non_finite(), cfg.gate, ref_label or "the champion")
+        metrics, coverage, checks = judge(candidate, reference, holdout, cfg.gate,
+                                          ref_label or "the champion")
         ref_ds = None if ref_v is None else ref_v.tags.get(registry.TAG_DS)
         if not already and ref_ds is not None and ref_ds > ds:
             checks.append(Check("not_older_than_champion", False,
@@ -286,24 +305,23 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Ve
             if other is not None:
                 registry.promote(client, cfg.mlflow.ranker_model, other.version)
             promoted = True
-        metrics = {CANDIDATE: cand_metrics, BASELINE: pop_metrics}
-        if ref_metrics is not None:
-            metrics[CHAMPION_ROLE] = ref_metrics
         verdict = Verdict(ds=ds, passed=passed,
                           reasons=tuple(c.message for c in checks if not c.passed),
                           candidate=str(cand_v.version),
                           champion=None if ref_v is None else str(ref_v.version),
                           promoted=promoted, metrics=metrics, checks=tuple(checks))
-        _record(client, registry, verdict, cand_v, name, coverage, holdout, lake, cfg)
+        _record(client, verdict, cand_v, name, coverage, holdout, lake, cfg)
         run_id = cand_v.tags.get(registry.TAG_EVAL_RUN)
         if run_id:
             log_report(client, run_id, lake, ds, cfg)
     return verdict
 
 
-def _record(client: Any, registry: Any, verdict: Verdict, cand_v: Any, name: str,
-            coverage: float, holdout: Holdout, lake: Lake, cfg: EvalSections) -> None:
+def _record(client: Any, verdict: Verdict, cand_v: Any, name: str, coverage: float,
+            holdout: Holdout, lake: Lake, cfg: EvalSections) -> None:
     """Write the verdict to the version's tags, the evaluation run and ``gold/evaluation``."""
+    from evaluation import registry
+
     reasons = "; ".join(verdict.reasons)
     client.set_model_version_tag(name, cand_v.version, registry.TAG_GATE_PASSED,
                                  str(verdict.passed).lower())

@@ -5,8 +5,9 @@ Shapes: U evaluated users, I indexed items, K = ``max(offline_eval.ks)`` list le
 Every stage is scored on the temporal holdout of ``ds`` (:mod:`evaluation.holdout`), at
 every cutoff of ``offline_eval.ks`` and in every slice, with :mod:`evaluation.metrics`:
 
-- ``model``: the embedding model alone (exact top-K by inner product, training items
-  excluded), the thing the gate compares across versions;
+- ``model``: the embedding model (exact top-K by inner product, training items excluded;
+  users without a vector get the popularity list, as the service serves them), the thing
+  the gate compares across versions;
 - ``popularity``: the baseline, items by number of training users (training items excluded);
 - ``strategy/<name>``: each retrieval strategy's candidates, by its own score;
 - ``merged``: the merged candidates, by their blended rank;
@@ -25,7 +26,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf import Settings
-from conf.gate import EvalSections, OfflineEvalSettings, eval_sections
+from conf.gate import EvalSections, eval_sections, parse_metric
 from conf.recs import STRATEGIES
 from evaluation.holdout import (
     SLICES,
@@ -180,8 +181,16 @@ def read_model(lake: Lake, ds: str) -> tuple[str, EmbeddingModel]:
 
 
 # -- recommendation lists of each stage -----------------------------------------------------
-def model_lists(model: EmbeddingModel, holdout: Holdout, width: int) -> np.ndarray:
+def model_lists(model: EmbeddingModel, holdout: Holdout, width: int,
+                fallback: np.ndarray | None = None) -> np.ndarray:
     """The model's top-``width`` lists (index rows, (U, width)), training items excluded.
+
+    Args:
+        model: the embedding model.
+        holdout: the evaluated users and the item index.
+        width: list length K.
+        fallback: optional (U, >= K) lists given to users without a vector (the service
+            serves them popular items); without it their lists are empty.
 
     Raises:
         ValueError: the model has an item the holdout's index lacks, or non-finite vectors.
@@ -191,7 +200,11 @@ def model_lists(model: EmbeddingModel, holdout: Holdout, width: int) -> np.ndarr
         raise ValueError(f"{int((to_index < 0).sum())} model items are not in the item index")
     exclude = holdout.seen[:, to_index]
     rows, _ = model.recommend(list(holdout.user_ids), width, exclude)
-    return np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
+    recs = np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
+    if fallback is not None:
+        unknown = model.user_rows(list(holdout.user_ids)) < 0
+        recs[unknown] = fallback[unknown, :width]
+    return recs
 
 
 def popularity_lists(holdout: Holdout, width: int) -> np.ndarray:
@@ -252,7 +265,8 @@ def score_stage(stage: str, recs: np.ndarray, holdout: Holdout, ks: Iterable[int
     """
     rows: list[dict[str, Any]] = []
     slices = holdout.slice_truth()
-    by_truth: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+    by_truth: dict[int, dict[int, dict[str, np.ndarray]]] = {}  # slices sharing a truth
+    # matrix (all, cold_users, heavy_users) share its per-user metrics
     for k in sorted(set(ks)):
         for name in SLICES:
             truth, users = slices[name]
@@ -269,15 +283,6 @@ def score_stage(stage: str, recs: np.ndarray, holdout: Holdout, ks: Iterable[int
             if holdout.items.n_catalogue else float("nan")
         rows.append({"stage": stage, "slice": "all", "metric": "coverage", "k": k,
                      "value": coverage, "users": holdout.n_users})
-    return rows
-
-
-def evaluate_stages(lists: Mapping[str, np.ndarray], holdout: Holdout,
-                    cfg: OfflineEvalSettings) -> list[dict[str, Any]]:
-    """:func:`score_stage` rows of every stage in ``lists`` (stage -> (U, K) lists)."""
-    rows: list[dict[str, Any]] = []
-    for stage, recs in lists.items():
-        rows += score_stage(stage, recs, holdout, cfg.ks)
     return rows
 
 
@@ -299,8 +304,6 @@ def metric_key(row: Mapping[str, Any]) -> str:
 def headline(rows: Iterable[Mapping[str, Any]], names: Iterable[str], stage: str
              ) -> dict[str, float]:
     """``{"ndcg@10": value, ...}`` of ``stage`` in slice ``all`` from evaluation rows."""
-    from conf.gate import parse_metric
-
     wanted = {parse_metric(n): n for n in names}
     return {wanted[(r["metric"], r["k"])]: r["value"] for r in rows
             if r["stage"] == stage and r["slice"] == "all" and (r["metric"], r["k"]) in wanted}
@@ -322,21 +325,48 @@ def write_rows(lake: Lake, ds: str, table: pa.Table, replace_gate_only: bool = F
 
 
 def stage_lists(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa.Table],
-                width: int) -> dict[str, np.ndarray]:
-    """Every stage's (U, width) lists; the model stage is left out when its vectors are
-    not finite (it is then scored NaN)."""
-    lists: dict[str, np.ndarray] = {}
+                width: int) -> Iterator[tuple[str, np.ndarray]]:
+    """``(stage, (U, width) lists)`` of every stage, one at a time (a stage's lists can be
+    dropped once scored). The model stage is left out when its vectors are not finite."""
+    popular = popularity_lists(holdout, width)
     if model.non_finite():
         log.error("embedding vectors hold %d non-finite values; stage %s scores NaN",
                   model.non_finite(), MODEL)
     else:
-        lists[MODEL] = model_lists(model, holdout, width)
-    lists[POPULARITY] = popularity_lists(holdout, width)
+        yield MODEL, model_lists(model, holdout, width, fallback=popular)
+    yield POPULARITY, popular
     if CANDIDATES in tables:
-        lists.update(candidate_lists(tables[CANDIDATES], holdout, width))
+        yield from candidate_lists(tables[CANDIDATES], holdout, width).items()
     if TOPN in tables:
-        lists.update(topn_lists(tables[TOPN], holdout, width))
-    return lists
+        yield from topn_lists(tables[TOPN], holdout, width).items()
+
+
+def read_stage_tables(lake: Lake, ds: str, users: list[str]) -> dict[str, pa.Table]:
+    """``gold/candidates`` and ``gold/topn`` rows of ``ds`` for ``users`` (missing tables
+    are left out with a warning)."""
+    wanted = {CANDIDATES: ["user_id", "item_id", "rank", *[f"{s}_score" for s in STRATEGIES]],
+              TOPN: ["user_id", "item_id", "rank", "surface"]}
+    tables = {}
+    for name, columns in wanted.items():
+        got = read_partition(lake, name, ds, columns, users)
+        if got is None:
+            log.warning("%s has no rows for ds=%s and the evaluated users: its stages are "
+                        "skipped", name, ds)
+        else:
+            tables[name] = got
+    return tables
+
+
+def score_all(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa.Table],
+              ks: list[int]) -> list[dict[str, Any]]:
+    """:func:`score_stage` rows of every stage; a model with non-finite vectors gets NaN
+    rows (the gate rejects it)."""
+    rows = [row for stage, recs in stage_lists(model, holdout, tables, max(ks))
+            for row in score_stage(stage, recs, holdout, ks)]
+    if not any(r["stage"] == MODEL for r in rows):
+        blank = np.full((holdout.n_users, 1), -1, np.int64)
+        rows += [{**r, "value": float("nan")} for r in score_stage(MODEL, blank, holdout, ks)]
+    return rows
 
 
 def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> dict[str, Any]:
@@ -366,27 +396,13 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> di
     if not users:
         raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "
                          f"{inputs.window[1]}")
-    tables = {}
-    for name, columns in ((CANDIDATES, ["user_id", "item_id", "rank",
-                                        *[f"{s}_score" for s in STRATEGIES]]),
-                          (TOPN, ["user_id", "item_id", "rank", "surface"])):
-        rows = read_partition(lake, name, ds, columns, users)
-        if rows is None:
-            log.warning("%s has no rows for ds=%s and the evaluated users: its stages are "
-                        "skipped", name, ds)
-        else:
-            tables[name] = rows
+    tables = read_stage_tables(lake, ds, users)
     recommendable = inputs.catalogue + list(model.item_ids) + [
         i for t in tables.values() for i in t["item_id"].to_pylist()]
     holdout = build_holdout(inputs.events, inputs.train, recommendable, cfg.offline,
                             settings.seed)
-    width = max(cfg.offline.ks)
-    lists = stage_lists(model, holdout, tables, width)
-    rows = evaluate_stages(lists, holdout, cfg.offline)
-    if MODEL not in lists:
-        blank = np.full((holdout.n_users, 1), -1, np.int64)
-        rows += [{**r, "value": float("nan")}
-                 for r in score_stage(MODEL, blank, holdout, cfg.offline.ks)]
+    rows = score_all(model, holdout, tables, cfg.offline.ks)
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
     params = {
         "ds": ds, "model_version": model_version, "holdout_first": inputs.window[0],
         "holdout_last": inputs.window[1], "users": holdout.n_users,
@@ -394,31 +410,29 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> di
         "catalogue_items": holdout.items.n_catalogue,
         "heavy_threshold": holdout.heavy_threshold,
         "positive_event_types": ",".join(cfg.offline.positive_event_types),
-        "min_rating": cfg.offline.min_rating, "stages": ",".join(lists),
+        "min_rating": cfg.offline.min_rating, "stages": ",".join(stages),
         **{f"als.{k}": v for k, v in settings.als.model_dump().items()},
         **{f"{registry.LAKE_TAG_PREFIX}{t}": v for t, v in inputs.lineage.items()},
     }
-    slice_users = {f"users/{r['slice']}": r["users"] for r in rows
-                   if r["stage"] == POPULARITY and r["metric"] == "ndcg" and r["k"] == width}
+    metrics = {metric_key(r): r["value"] for r in rows}
+    metrics |= {f"users/{r['slice']}": r["users"] for r in rows
+                if r["stage"] == POPULARITY and r["metric"] == "ndcg"}
     with registry.tracking(cfg.mlflow) as client:
         experiment = registry.ensure_experiment(client, cfg.mlflow)
         run_id = registry.evaluation_run(client, experiment, ds, model_version)
-        registry.log_values(client, run_id, params=params,
-                            metrics={**{metric_key(r): r["value"] for r in rows},
-                                     **slice_users})
+        # the model first: MLflow copies a run's metrics into a model logged after them
         version = registry.register_embeddings(
             client, run_id, cfg.mlflow.embeddings_model, model, ds, model_version,
             {t: inputs.lineage[t] for t in (SILVER_INTERACTIONS.name, TRAINING_MATRIX,
                                             USER_EMBEDDINGS, ITEM_EMBEDDINGS)})
         registered = f"{cfg.mlflow.embeddings_model}/{version.version}"
-        registry.log_values(client, run_id, tags={"recpipe.registered_model": registered})
+        registry.log_values(client, run_id, params=params, metrics=metrics,
+                            tags={"recpipe.registered_model": registered})
         delta_version = write_rows(lake, ds, evaluation_table(rows, ds, model_version, run_id))
         log_report(client, run_id, lake, ds, cfg)
-    summary = {stage: headline(rows, cfg.offline.headline, stage)
-               for stage in dict.fromkeys(r["stage"] for r in rows)}
     return {"ds": ds, "model_version": model_version, "users": holdout.n_users,
-            "headline": summary, "run_id": run_id, "registered": registered,
-            "version": delta_version}
+            "headline": {stage: headline(rows, cfg.offline.headline, stage) for stage in stages},
+            "run_id": run_id, "registered": registered, "version": delta_version}
 
 
 def main(argv: list[str] | None = None) -> int:

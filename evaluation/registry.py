@@ -157,8 +157,9 @@ def _ids_table(ids: Sequence[str]) -> pa.Table:
     return pa.table({"id": pa.array([str(i) for i in ids], pa.string())})
 
 
-def _vectors(values: np.ndarray, n: int, what: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float32)
+def _vectors(values: np.ndarray | None, n: int, what: str) -> np.ndarray:
+    """``values`` as float32 (n, F); ``None`` stands for no rows (n must be 0)."""
+    arr = np.zeros((0, 0), np.float32) if values is None else np.asarray(values, np.float32)
     if arr.ndim != 2 or arr.shape[0] != n:
         raise ValueError(f"{what} has shape {arr.shape} for {n} ids")
     return arr
@@ -180,17 +181,12 @@ class EmbeddingModel(PythonModel):
 
     def _set(self, user_ids: Sequence[str], user_vectors: np.ndarray | None,
              item_ids: Sequence[str], item_vectors: np.ndarray | None) -> None:
-        self.user_ids = np.asarray(list(user_ids), dtype=object)
-        self.item_ids = np.asarray(list(item_ids), dtype=object)
-        dim = 0 if user_vectors is None else np.asarray(user_vectors).reshape(
-            len(self.user_ids), -1).shape[1]
-        self.user_vectors = _vectors(
-            np.zeros((len(self.user_ids), dim)) if user_vectors is None else user_vectors,
-            len(self.user_ids), "user_vectors")
-        self.item_vectors = _vectors(
-            np.zeros((len(self.item_ids), dim)) if item_vectors is None else item_vectors,
-            len(self.item_ids), "item_vectors")
-        if self.user_vectors.shape[1] != self.item_vectors.shape[1]:
+        self.user_ids = np.asarray([str(u) for u in user_ids], dtype=object)
+        self.item_ids = np.asarray([str(i) for i in item_ids], dtype=object)
+        self.user_vectors = _vectors(user_vectors, len(self.user_ids), "user_vectors")
+        self.item_vectors = _vectors(item_vectors, len(self.item_ids), "item_vectors")
+        if self.user_vectors.shape[1] != self.item_vectors.shape[1] and len(self.user_ids) \
+                and len(self.item_ids):
             raise ValueError(f"user vectors have {self.user_vectors.shape[1]} dimensions but "
                              f"item vectors have {self.item_vectors.shape[1]}")
         self._user_row = {u: i for i, u in enumerate(self.user_ids)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -30,8 +30,9 @@ from jobs.embeddings import fold_in_users
 from jobs.errors import RecpipeError
 
 __all__ = [
-    "FoldInError", "HourWindow", "changed_users", "fold_vectors", "foldin_matrix",
-    "hour_window", "merge_purchased", "new_events", "recent_items", "release_id",
+    "FoldInError", "HourWindow", "backfill_lists", "changed_users", "fold_vectors",
+    "foldin_matrix", "hour_window", "merge_purchased", "new_events", "recent_items",
+    "release_id",
 ]
 
 
@@ -206,6 +207,42 @@ def merge_purchased(previous: Mapping[str, Sequence[str]], new: pa.Table
             if item not in items:
                 items.append(item)
     return out
+
+
+def backfill_lists(lists: pa.Table, users: Sequence[str],
+                   previous: Mapping[str, Sequence[tuple[str, float, Sequence[str]]]],
+                   blocked: Mapping[str, Collection[str]]) -> pa.Table:
+    """One surface's refreshed lists, with a list for every refreshed user.
+
+    An incremental release keeps the parent's list of a user without rows, so a refreshed
+    user whose new list came out empty (e.g. a tiny catalogue) gets the parent's list with
+    the ``blocked`` items (the ones they just interacted with, or may not see) removed.
+
+    Args:
+        lists: ``user_id, item_id, score, rank, sources`` rows of the refreshed users.
+        users: every refreshed user.
+        previous: user -> the parent's list ``[(item, score, sources)]`` best first.
+        blocked: user -> items that must not appear.
+
+    Returns:
+        ``lists`` plus the backfilled rows (same columns).
+    """
+    have = set(lists.column("user_id").to_pylist())
+    rows: dict[str, list] = {name: [] for name in lists.column_names}
+    for user in users:
+        if user in have:
+            continue
+        kept = [r for r in previous.get(user, []) if r[0] not in blocked.get(user, ())]
+        for rank, (item, score, sources) in enumerate(kept, 1):
+            for name, value in (("user_id", user), ("item_id", item), ("score", score),
+                                ("rank", rank), ("sources", list(sources))):
+                if name in rows:
+                    rows[name].append(value)
+    if not rows["user_id"]:
+        return lists
+    extra = pa.table({name: pa.array(values, lists.schema.field(name).type)
+                      for name, values in rows.items()})
+    return pa.concat_tables([lists, extra.select(lists.column_names)])
 
 
 def release_id(window: HourWindow, base_id: str, event_ids: Iterable[str],

@@ -41,6 +41,7 @@ from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.errors import RecpipeError, SourceError
 from jobs.foldin import (
     FoldInError,
+    backfill_lists,
     changed_users,
     fold_vectors,
     foldin_matrix,
@@ -58,6 +59,8 @@ from jobs.window import dates_between
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from serving_export.release import Release
+
 log = logging.getLogger(__name__)
 
 HOURLY_FILES = register(TableSpec(
@@ -74,6 +77,7 @@ HOURLY_FILES = register(TableSpec(
 """Which event file each hourly run claimed (file name, size, ingest batch, ds, hour)."""
 STEPS = ("ingest", "release")
 EVENT_COLUMNS = ["event_id", "user_id", "item_id", "event_type", "value", "ts"]
+USERS_PER_PARTITION = 2000
 
 
 # -- step 1: ingest the spools ----------------------------------------------------------------
@@ -169,12 +173,11 @@ def ingest_step(spark: SparkSession, settings: Settings, ds: str, hour: int,
         if not rerun:
             rows = pa.table({
                 "file": [p.name for p in files], "bytes": [p.stat().st_size for p in files],
-                "batch": [batch] * len(files), "hour": pa.array([hour] * len(files), pa.int32()),
-                "ds": [ds] * len(files)})
+                "batch": [batch] * len(files), "hour": [hour] * len(files),
+                "ds": [ds] * len(files)}, schema=HOURLY_FILES.schema)
             same_day = ledger.filter(pc.equal(ledger.column("ds"), ds))
-            lake.overwrite_partitions(HOURLY_FILES.name,
-                                      pa.concat_tables([same_day.select(rows.column_names),
-                                                        rows]), [ds])
+            lake.overwrite_partitions(HOURLY_FILES.name, pa.concat_tables(
+                [same_day.select(rows.column_names).cast(HOURLY_FILES.schema), rows]), [ds])
         summary = ingest.run(spark, settings, ds, source)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -249,6 +252,94 @@ def user_segments(lake: Lake, settings: Settings, ds: str, user_ids: list[str]
             for r in rows.to_pylist() if r["user_id"] in wanted}
 
 
+def check_item_side(lake: Lake, rel: Release, base_ds: str) -> None:
+    """Refuse a release without item vectors, or whose model is not the gold one of
+    ``base_ds`` (candidates read the gold tables of ``base_ds``).
+
+    Raises:
+        FoldInError: as above.
+    """
+    if rel.item_vectors is None:
+        raise FoldInError(f"release {rel.id} has no item vectors to fold users into")
+    gold = set(lake.read_arrow("gold/item_embeddings", [base_ds], ["model_version"])
+               .column("model_version").to_pylist())
+    served = (rel.manifest.get("model_versions") or {}).get("embeddings")
+    if served and gold != {served}:
+        raise FoldInError(f"gold/item_embeddings ds={base_ds} holds {sorted(gold)} but "
+                          f"release {rel.id} serves {served}")
+
+
+def fold_users(rel: Release, matrix: pa.Table, users: list[str], settings: Settings
+               ) -> tuple[np.ndarray, np.ndarray, list[list[float] | None]]:
+    """Fold the users' matrix rows into vectors with the release's item vectors fixed.
+
+    Returns:
+        ``(vectors (B, F), has (B,), retrieval)``: ``retrieval`` is the vector each user is
+        retrieved with: the folded one, else (no usable pair) the parent's, else None.
+    """
+    item_ids = _decode(rel.item_ids)
+    has_vec = np.asarray(rel.item_has_vector)
+    item_row = {item: i for i, item in enumerate(item_ids) if has_vec[i]}
+    vectors, has = fold_vectors(np.asarray(rel.item_vectors),
+                                foldin_matrix(matrix, users, item_row, len(item_ids)),
+                                settings.als)
+    retrieval: list[list[float] | None] = []
+    for i, user in enumerate(users):
+        row = rel.user_row(user)
+        if has[i]:
+            retrieval.append(vectors[i].tolist())
+        elif row >= 0 and rel.user_has_vector is not None and rel.user_has_vector[row]:
+            retrieval.append(np.asarray(rel.user_vectors[row]).tolist())
+        else:
+            retrieval.append(None)
+    return vectors, has, retrieval
+
+
+def refreshed_lists(spark: SparkSession, settings: Settings, lake: Lake, rel: Release,
+                    base_ds: str, ds: str, users_df: DataFrame, users: list[str]
+                    ) -> dict[str, pa.Table]:
+    """Every surface's new lists for ``users``: candidates from the retrieval context of
+    ``base_ds``, scored by :func:`jobs.topn.score_candidates` (the ranker of ``base_ds``),
+    ordered by :func:`jobs.topn.transform`; a user left without a list keeps the parent's
+    minus the items excluded for them (:func:`jobs.foldin.backfill_lists`)."""
+    from jobs import topn as topn_job
+    from jobs.asof import latest_partition_at_or_before
+    from jobs.candidates import build_context
+    from jobs.candidates import transform as candidates_transform
+    from jobs.schemas import SILVER_ITEMS
+
+    users_df = users_df.cache()
+    ctx = build_context(lake, base_ds, settings)
+    cands = candidates_transform(users_df, spark.sparkContext.broadcast(ctx),
+                                 settings.candidates, ds)
+    scored = topn_job.score_candidates(spark, cands, settings, base_ds)
+    items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, base_ds)
+    items = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
+                            ["item_id", "available", "boost", "categories"])
+    # About USERS_PER_PARTITION users a partition: topn.transform's body cannot take a
+    # partition without rows, which hashing a handful of users would leave.
+    parts = max(1, min(settings.spark.shuffle_partitions, len(users) // USERS_PER_PARTITION))
+    top = topn_job.transform(scored, spark.sparkContext.broadcast(topn_job.item_meta(items)),
+                             dict(settings.surfaces), settings.seed, ds, parts).toArrow()
+    blocked = {r["user_id"]: set(r["excluded"] or ())
+               for r in users_df.select("user_id", "excluded").toArrow().to_pylist()}
+    users_df.unpersist()
+    columns = ["user_id", "item_id", "score", "rank", "sources"]
+    empty = pa.schema([top.schema.field(c) for c in columns]).empty_table()
+    out = {}
+    for surface in sorted({*rel.surfaces, *top.column("surface").to_pylist()}):
+        mine = top.filter(pc.equal(top.column("surface"), surface)).select(columns) \
+            if top.num_rows else empty
+        previous = {}
+        if surface in rel.surfaces:
+            for user in users:
+                items_, scores, masks = rel.topn(surface, rel.user_row(user))
+                previous[user] = [(rel.item_id(int(i)), float(sc), rel.sources_names(int(m)))
+                                  for i, sc, m in zip(items_, scores, masks, strict=True)]
+        out[surface] = backfill_lists(mine, users, previous, blocked)
+    return out
+
+
 def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
                  ) -> dict[str, Any]:
     """Fold in, recompute and release for ``(ds, hour)``; see the module docstring.
@@ -264,11 +355,6 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
     """
     from pyspark.sql import functions as F
 
-    from jobs import topn as topn_job
-    from jobs.asof import latest_partition_at_or_before
-    from jobs.candidates import build_context
-    from jobs.candidates import transform as candidates_transform
-    from jobs.schemas import SILVER_ITEMS
     from jobs.training_matrix import transform as matrix_transform
     from serving_export.publish import current_release, publish
     from serving_export.release import (
@@ -310,14 +396,7 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
         return {**report, "skipped": "no new events"}
 
     rel = load_release(root / parent_id, verify=False)
-    if rel.item_vectors is None:
-        raise FoldInError(f"release {parent_id} has no item vectors to fold users into")
-    gold_versions = set(lake.read_arrow("gold/item_embeddings", [base_ds], ["model_version"])
-                        .column("model_version").to_pylist())
-    served = (parent.get("model_versions") or {}).get("embeddings")
-    if served and gold_versions != {served}:
-        raise FoldInError(f"gold/item_embeddings ds={base_ds} holds {sorted(gold_versions)} "
-                          f"but release {parent_id} serves {served}")
+    check_item_side(lake, rel, base_ds)
 
     # All events of the changed users in the look-back window, up to the cutoff.
     changed = spark.createDataFrame([(u,) for u in users], "user_id string")
@@ -334,22 +413,7 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
     else:
         matrix = matrix_transform(window_events, settings.matrix, ds).select(
             "user_id", "item_id", "confidence").toArrow()
-        item_ids = _decode(rel.item_ids)
-        has_vec = np.asarray(rel.item_has_vector)
-        item_row = {item: i for i, item in enumerate(item_ids) if has_vec[i]}
-        vectors, has = fold_vectors(np.asarray(rel.item_vectors),
-                                    foldin_matrix(matrix, users, item_row, len(item_ids)),
-                                    settings.als)
-        # users without a usable pair keep the parent's vector for retrieval
-        retrieval = []
-        for i, user in enumerate(users):
-            row = rel.user_row(user)
-            if has[i]:
-                retrieval.append(vectors[i].tolist())
-            elif row >= 0 and rel.user_has_vector is not None and rel.user_has_vector[row]:
-                retrieval.append(np.asarray(rel.user_vectors[row]).tolist())
-            else:
-                retrieval.append(None)
+        vectors, has, retrieval = fold_users(rel, matrix, users, settings)
         segments = user_segments(lake, settings, ds, users)
         recent = {r["user_id"]: r["recent"] for r in recent_items(fresh).to_pylist()}
         frame = pa.table({
@@ -358,21 +422,8 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
             "segment": pa.array([segments.get(u) for u in users], pa.string()),
             "recent": pa.array([recent.get(u, []) for u in users], pa.list_(pa.string())),
         })
-        ctx = build_context(lake, base_ds, settings)
-        cands = candidates_transform(candidate_users(spark, window_events, frame, settings),
-                                     spark.sparkContext.broadcast(ctx), settings.candidates,
-                                     ds)
-        scored = topn_job.score_candidates(spark, cands, settings, base_ds)
-        items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, base_ds)
-        items = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
-                                ["item_id", "available", "boost", "categories"])
-        top = topn_job.transform(scored, spark.sparkContext.broadcast(topn_job.item_meta(items)),
-                                 dict(settings.surfaces), settings.seed, ds,
-                                 max(1, settings.spark.shuffle_partitions)).toArrow()
-        surfaces = {
-            s: top.filter(pc.equal(top.column("surface"), s)).select(
-                ["user_id", "item_id", "score", "rank", "sources"])
-            for s in sorted(set(top.column("surface").to_pylist()))}
+        lists = refreshed_lists(spark, settings, lake, rel, base_ds, ds,
+                                candidate_users(spark, window_events, frame, settings), users)
         previous = {u: [rel.item_id(int(r)) for r in rel.purchased(rel.user_row(u))]
                     for u in users}
         purchased = merge_purchased(previous, fresh)
@@ -381,7 +432,7 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
             ds=ds,
             gate=GateVerdict(parent["gate"]["passed"] is True,
                              tuple(parent["gate"].get("reasons") or ())),
-            topn=surfaces,
+            topn=lists,
             users=pa.table({"user_id": pa.array(users, pa.string()),
                             "segment": pa.array([segments.get(u) for u in users], pa.string()),
                             "purchased": pa.array([purchased.get(u, []) for u in users],

@@ -1,4 +1,4 @@
-"""Sharded inner-product HNSW indexes over item vectors (FAISS), tuned against exact search.
+"""Sharded inner-product HNSW indexes over item vectors (FAISS): build, search, save, load.
 
 Shapes: N items, D dimensions, Q queries, k results, S shards.
 
@@ -17,8 +17,9 @@ need a smaller ``efSearch`` for the same recall (Morozov & Babenko, 2018, and th
 
 On disk an index is a directory written once: ``shard-000.faiss`` ... (FAISS's own format),
 ``shard-000.ids.npy`` ... (``allow_pickle=False``) and ``meta.json`` (parameters, the tuned
-``efSearch`` and the recall measured for it). It is written into a temporary sibling and
-renamed into place, so a reader never sees a half-written index.
+``efSearch`` and the recall :mod:`serving_export.faiss_tuning` measured for it). It is
+written into a temporary sibling and renamed into place, so a reader never sees a
+half-written index.
 """
 
 from __future__ import annotations
@@ -37,12 +38,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from conf.index import IndexSettings
-from serving_export.faiss_errors import (
-    IndexCorrupt,
-    IndexDirectoryNotEmpty,
-    RecallTargetNotMet,
-)
+from serving_export.faiss_errors import IndexCorrupt, IndexDirectoryNotEmpty
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +49,8 @@ META_FILE = "meta.json"
 
 @dataclass(frozen=True)
 class Tuning:
-    """Outcome of :func:`tune_ef_search`: the chosen ``efSearch`` and the recall it gave."""
+    """Outcome of :func:`serving_export.faiss_tuning.tune_ef_search`: the chosen ``efSearch``
+    and the recall it gave."""
 
     ef_search: int
     recall: float
@@ -80,7 +77,12 @@ def omp_threads(threads: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _as_vectors(values: np.ndarray, name: str) -> np.ndarray:
+def as_vectors(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` as a C-contiguous float32 (rows, D) array.
+
+    Raises:
+        ValueError: not 2-D, or holds NaN or infinity (``name`` is in the message).
+    """
     out = np.ascontiguousarray(values, dtype=np.float32)
     if out.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {out.shape}")
@@ -89,14 +91,17 @@ def _as_vectors(values: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
-def _to_gpu(index: faiss.Index, what: str, keep: list[object]) -> faiss.Index:
-    """Copy ``index`` to GPU 0 when FAISS has CUDA devices; else log and return it unchanged."""
+def to_gpu(index: faiss.Index, what: str, keep: list[object]) -> faiss.Index:
+    """Copy ``index`` to GPU 0 when FAISS has CUDA devices; else log and return it unchanged.
+
+    The GPU resources are appended to ``keep``, which must live as long as the GPU index.
+    """
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         logger.warning("use_gpu is set but FAISS sees no GPU; %s stays on the CPU", what)
         return index
     resources = faiss.StandardGpuResources()
     try:
-        moved = faiss.index_cpu_to_gpu(resources, 0, index)
+        moved = faiss.index_cputo_gpu(resources, 0, index)
     except RuntimeError as exc:  # e.g. HNSW has no GPU implementation in stock faiss-gpu
         logger.warning("%s cannot move to the GPU (%s); it stays on the CPU", what, exc)
         return index
@@ -151,7 +156,7 @@ class ShardedIndex:
         self.augmented = augmented
         self._gpu_resources: list[object] = []
         self._search_shards = (
-            [_to_gpu(s, f"shard {n}", self._gpu_resources) for n, s in enumerate(self.shards)]
+            [to_gpu(s, f"shard {n}", self._gpu_resources) for n, s in enumerate(self.shards)]
             if use_gpu else self.shards
         )
 
@@ -182,7 +187,7 @@ class ShardedIndex:
         Raises:
             ValueError: ``k`` < 1, ``ef_search`` < 1, or the queries' shape is wrong.
         """
-        q = _as_vectors(queries, "queries")
+        q = as_vectors(queries, "queries")
         if q.shape[1] != self.dim:
             raise ValueError(f"queries have {q.shape[1]} dimensions, the index {self.dim}")
         if k < 1:
@@ -371,7 +376,7 @@ def build_sharded_hnsw(
     Raises:
         ValueError: no vectors, ids not (N,) or not unique, or a parameter below 1.
     """
-    x = _as_vectors(vectors, "vectors")
+    x = as_vectors(vectors, "vectors")
     ids = np.asarray(item_ids)
     if x.shape[0] == 0:
         raise ValueError("vectors must hold at least one row")
@@ -399,132 +404,3 @@ def build_sharded_hnsw(
     logger.info("built %d HNSW%d shards over %d x %d vectors (augmented: %s)", count, hnsw_m,
                 x.shape[0], x.shape[1] - int(augment), augment)
     return ShardedIndex(built, id_maps, hnsw_m, ef_construction, ef_search, augmented=augment)
-
-
-def exact_search(
-    vectors: np.ndarray, queries: np.ndarray, k: int, use_gpu: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` rows by inner product with ``IndexFlatIP`` (the ANN ground truth).
-
-    Returns:
-        ``(rows, scores)``: (Q, k) int64 row numbers of ``vectors`` (-1 past N) and scores.
-    """
-    x = _as_vectors(vectors, "vectors")
-    flat = faiss.IndexFlatIP(x.shape[1])
-    keep: list[object] = []
-    if use_gpu:
-        flat = _to_gpu(flat, "the exact index", keep)
-    flat.add(x)
-    scores, rows = flat.search(_as_vectors(queries, "queries"), k)
-    return rows.astype(np.int64), scores
-
-
-def ann_recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each row's true neighbours that were found (ANN recall@k).
-
-    Args:
-        found: (Q, k) ids returned by the approximate search (-1 for none).
-        truth: (Q, k) ids of the exact top-k (-1 for none); rows hold no repeated id.
-
-    Returns:
-        The mean over queries of ``|found ∩ truth| / |truth|`` (-1 ignored); NaN if Q is 0.
-    """
-    if found.shape != truth.shape:
-        raise ValueError(f"found {found.shape} and truth {truth.shape} differ in shape")
-    if found.shape[0] == 0:
-        return float("nan")
-    both = np.sort(np.concatenate([found, truth], axis=1), axis=1)
-    hits = np.count_nonzero((both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0), axis=1)
-    size = np.maximum(np.count_nonzero(truth >= 0, axis=1), 1)
-    return float(np.mean(hits / size))
-
-
-def tune_ef_search(
-    index: ShardedIndex,
-    queries: np.ndarray,
-    k: int,
-    target: float,
-    candidates: Sequence[int],
-    sample: int,
-    seed: int,
-    use_gpu: bool = False,
-) -> Tuning:
-    """Raise ``efSearch`` through ``candidates`` until recall@``k`` reaches ``target``.
-
-    The truth is exact inner-product search (``IndexFlatIP``) over the index's own vectors,
-    for ``sample`` query vectors drawn without replacement (with ``seed``) from ``queries``.
-    On success the index's ``ef_search`` and ``tuning`` are set.
-
-    Args:
-        index: the sharded index to tune (changed in place on success).
-        queries: (Q, D) real query vectors (e.g. user embeddings).
-        k: the recall's k (capped at N).
-        target: the recall to reach, e.g. 0.98.
-        candidates: increasing ``efSearch`` values to try.
-        sample: how many queries to measure on (all if fewer).
-        seed: seed of the query sample.
-        use_gpu: run the exact search on the GPU where FAISS can.
-
-    Returns:
-        The chosen ``efSearch``, its recall, and the recall of each value tried.
-
-    Raises:
-        RecallTargetNotMet: no candidate reached ``target`` (the best one is named).
-        ValueError: empty or non-increasing candidates, ``k``/``sample`` < 1, no queries.
-    """
-    q = _as_vectors(queries, "queries")
-    if not candidates or any(b <= a for a, b in zip(candidates, candidates[1:], strict=False)):
-        raise ValueError(f"candidates must be non-empty and increasing, got {list(candidates)}")
-    if candidates[0] < 1 or k < 1 or sample < 1 or q.shape[0] == 0:
-        raise ValueError(f"need efSearch >= 1, k >= 1, sample >= 1 and queries; got "
-                         f"{candidates[0]}, {k}, {sample}, {q.shape[0]} queries")
-    rng = np.random.default_rng(seed)
-    picked = q[np.sort(rng.choice(q.shape[0], size=min(sample, q.shape[0]), replace=False))]
-    vectors, ids = index.vectors()
-    k = min(k, index.ntotal)
-    rows, _ = exact_search(vectors, picked, k, use_gpu=use_gpu)
-    truth = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
-    measured: dict[int, float] = {}
-    for ef in candidates:
-        found, _ = index.search(picked, k, ef_search=ef)
-        measured[int(ef)] = round(ann_recall(found, truth), 6)
-        logger.info("efSearch %d: recall@%d %.4f on %d queries", ef, k, measured[ef], len(picked))
-        if measured[ef] >= target:
-            tuning = Tuning(int(ef), measured[ef], k, len(picked), target, measured)
-            index.ef_search, index.tuning = int(ef), tuning
-            return tuning
-    raise RecallTargetNotMet(target, measured)
-
-
-def build_index(
-    vectors: np.ndarray,
-    item_ids: np.ndarray,
-    settings: IndexSettings,
-    queries: np.ndarray | None = None,
-) -> ShardedIndex:
-    """Build the sharded index as configured and, given query vectors, tune its ``efSearch``.
-
-    Args:
-        vectors: (N, D) item vectors.
-        item_ids: (N,) external item ids.
-        settings: the ``index`` settings section.
-        queries: (Q, D) real query vectors to tune on; without them ``efSearch`` is the
-            largest candidate and no recall is recorded.
-
-    Raises:
-        RecallTargetNotMet: tuning could not reach ``settings.recall_target``.
-    """
-    index = build_sharded_hnsw(
-        vectors, item_ids, shards=settings.shards, hnsw_m=settings.hnsw_m,
-        ef_construction=settings.ef_construction,
-        ef_search=settings.ef_search_candidates[-1], threads=settings.threads,
-        augment=settings.augment,
-    )
-    if queries is not None:
-        with omp_threads(settings.threads):
-            tune_ef_search(
-                index, queries, k=settings.recall_k, target=settings.recall_target,
-                candidates=settings.ef_search_candidates, sample=settings.tune_queries,
-                seed=settings.seed, use_gpu=settings.use_gpu,
-            )
-    return index

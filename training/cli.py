@@ -191,7 +191,7 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
     retrieval = valid.column("retrieval_score").to_numpy(zero_copy_only=False)[cand]
     for name, scores in (("ranked", probs[cand]), ("retrieval", retrieval)):
         recs, truth = candidate_lists(users.tolist(), items.tolist(), scores, labels[cand], k)
-        out[f"ndcg@{k}_{name}"] = ndcg_at_k(recs, truth, k) if len(recs) else float("nan")
+        out[f"ndcg_at_{k}_{name}"] = ndcg_at_k(recs, truth, k) if len(recs) else float("nan")
     out["ndcg_users"] = float(len(set(users[labels[cand] > 0].tolist())))
     return out
 
@@ -299,8 +299,8 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
         summary.update(register_ranker(cfg, out, ds, metrics, params, lineage))
     log.info("ranker of %s: valid AUC %.4f, logloss %.4f, NDCG@%d %.4f (retrieval %.4f)", ds,
              metrics["valid_auc"], metrics["valid_logloss"], rs.eval_k,
-             metrics[f"valid_ndcg@{rs.eval_k}_ranked"],
-             metrics[f"valid_ndcg@{rs.eval_k}_retrieval"])
+             metrics[f"valid_ndcg_at_{rs.eval_k}_ranked"],
+             metrics[f"valid_ndcg_at_{rs.eval_k}_retrieval"])
     return summary
 
 

@@ -5,11 +5,11 @@ Flow: day 1 a good model (no champion yet) is promoted; day 2 a broken one (clus
 item vectors swapped) is rejected with reasons and the alias does not move; day 3 a good one
 is promoted and ``previous`` keeps day 1's version.
 
-On every day's holdout (see ``test_offline``): good model NDCG@10 = (0.817529 + 5) / 7 =
-0.831076, recall@2 = 5.5 / 7; popularity NDCG@10 = 0.475501, recall@2 = 0 (its top two are
-b1 b2 for A users, a1 a2 for B users, all seen or wrong). Swapped vectors put the other
-cluster first: every truth item lands at rank 4-5, NDCG@10 = (0.501271 + 5 * 0.386853) / 7
-= 0.347932, recall@2 = 0.
+On every day's holdout (see ``test_offline``; u7 has no vector and gets the popularity list,
+truth at rank 3): good model NDCG@10 = (0.817529 + 5 + 0.5) / 7 = 0.902504, recall@2 =
+5.5 / 7; popularity NDCG@10 = 0.475501, recall@2 = 0 (its top two are b1 b2 for A users, a1
+a2 for B users, all seen or wrong). Swapped vectors put the other cluster first: the truth
+lands at ranks 4-5, NDCG@10 = (0.501271 + 5 * 0.386853 + 0.5) / 7 = 0.419361, recall@2 = 0.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from .test_offline import DS, GOOD_ITEMS, IDCG2, SWAPPED_ITEMS, dcg, sections, w
 
 CFG = GateSettings(metrics=["ndcg@10", "recall@100"], popularity_margin=0.1, tolerance=0.05,
                    coverage_k=100, coverage_floor=0.2)
-GOOD_NDCG = ((1 + dcg(7)) / IDCG2 + 5) / 7
+GOOD_NDCG = ((1 + dcg(7)) / IDCG2 + 5 + dcg(3)) / 7
 POP_NDCG = ((dcg(3) + dcg(7)) / IDCG2 + dcg(4) + 4 * dcg(3) + dcg(5)) / 7
-BROKEN_NDCG = ((dcg(4) + dcg(5)) / IDCG2 + 5 * dcg(5)) / 7
+BROKEN_NDCG = ((dcg(4) + dcg(5)) / IDCG2 + 5 * dcg(5) + dcg(3)) / 7
 
 
 def _failed(checks: list[Check]) -> list[str]:
@@ -129,6 +129,10 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys):
         assert v1 == first["candidate"]
         assert registry.alias_version(client, name, registry.PREVIOUS) is None
     assert gate.read_verdict(lake, DS)["passed"] is True
+    # coverage@2 over the users with a vector: a2 a3 | a3 a4 | a1 a3 | b3 b4 | b3 b4 | b4 a1
+    (coverage,) = [r["value"] for r in lake.read_arrow("gold/evaluation", [DS]).to_pylist()
+                   if r["stage"] == "gate/candidate" and r["metric"] == "coverage"]
+    assert coverage == pytest.approx(6 / 8)
 
     # day 2: swapped item vectors -> rejected, exit 1, reasons on stderr, alias unchanged
     write_day(lake, DAY2, SWAPPED_ITEMS, "als-day2-broken")

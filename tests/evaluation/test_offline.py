@@ -10,7 +10,8 @@ Holdout truth: u1 {a2, b4}, u2 {a3}, u3 {a1}, u4 {b3}, u5 {b3}, u6 {b4}, u7 {a1}
 (u1's view of b4, u2's rating 2 of a4 and u8's view are not positive).
 
 Model lists (ties rank the lower item first): u1 a2 a3 a4 b1 b2 b3 b4 (truth at 1 and 7);
-u2 a3 ...; u3 a1 ...; u4 b3 ...; u5 b3 ...; u6 b4 a1 ...; u7 nothing.
+u2 a3 ...; u3 a1 ...; u4 b3 ...; u5 b3 ...; u6 b4 a1 ...; u7 nothing (no vector), or the
+popularity list when served with the fallback.
 Popularity (training users per item): b1 3, b2 3, a1 2, a2 2, b3 1, then a3 a4 b4 (0).
 
 NDCG@10 with binary gains, IDCG from the truth: one relevant item at rank r gives
@@ -219,17 +220,25 @@ def test_model_and_popularity_lists_exclude_training_items(lake, holdout):
 
 def test_model_metrics_by_hand(lake, holdout):
     _, model = read_model(lake, DS)
-    rows = score_stage("model", model_lists(model, holdout, 100), holdout, [1, 2, 10, 100])
+    alone = score_stage("model", model_lists(model, holdout, 100), holdout, [1, 2, 10, 100])
     u1 = (1 + dcg(7)) / IDCG2
-    assert _value(rows, "ndcg", 10) == (pytest.approx((u1 + 5) / 7), 7)
-    assert _value(rows, "recall", 2)[0] == pytest.approx(5.5 / 7)
-    assert _value(rows, "recall", 100)[0] == pytest.approx(6 / 7)
-    assert _value(rows, "ndcg", 10, "cold_users") == (0.0, 1)
-    assert _value(rows, "ndcg", 10, "heavy_users") == (pytest.approx(1.0), 1)
+    assert _value(alone, "ndcg", 10) == (pytest.approx((u1 + 5) / 7), 7)
+    assert _value(alone, "recall", 2)[0] == pytest.approx(5.5 / 7)
+    assert _value(alone, "recall", 100)[0] == pytest.approx(6 / 7)
+    assert _value(alone, "ndcg", 10, "cold_users") == (0.0, 1)
+    assert _value(alone, "ndcg", 10, "heavy_users") == (pytest.approx(1.0), 1)
     # cold items a3 a4 b4: truth u1 {b4} at rank 7, u2 {a3} at 1, u6 {b4} at 1
-    assert _value(rows, "ndcg", 10, "cold_items") == (pytest.approx((dcg(7) + 2) / 3), 3)
+    assert _value(alone, "ndcg", 10, "cold_items") == (pytest.approx((dcg(7) + 2) / 3), 3)
     # top-1 items: a2 a3 a1 b3 b3 b4 -> 5 of 8 catalogue items
-    assert _value(rows, "coverage", 1) == (pytest.approx(5 / 8), 7)
+    assert _value(alone, "coverage", 1) == (pytest.approx(5 / 8), 7)
+    # served: u7 (no vector) gets the popularity list b1 b2 a1 ..., truth a1 at rank 3
+    popular = popularity_lists(holdout, 100)
+    served = score_stage("model", model_lists(model, holdout, 100, fallback=popular),
+                         holdout, [1, 10, 100])
+    assert _value(served, "ndcg", 10)[0] == pytest.approx((u1 + 5 + dcg(3)) / 7)
+    assert _value(served, "recall", 100)[0] == pytest.approx(1.0)
+    assert _value(served, "ndcg", 10, "cold_users") == (pytest.approx(0.5), 1)
+    assert _value(served, "coverage", 1)[0] == pytest.approx(6 / 8)  # b1 joins
 
 
 def test_popularity_metrics_by_hand(holdout):
@@ -286,7 +295,7 @@ def test_run_writes_rows_logs_the_run_and_registers_the_model(lake, settings, tm
     out = offline.run(settings, DS, cfg)
     assert out["model_version"] == "als-good" and out["users"] == 7
     assert out["headline"]["model"]["ndcg@10"] == pytest.approx(
-        ((1 + dcg(7)) / IDCG2 + 5) / 7)
+        ((1 + dcg(7)) / IDCG2 + 5 + dcg(3)) / 7)
     rows = lake.read_arrow(EVALUATION.name, [DS]).to_pylist()
     stages = {r["stage"] for r in rows}
     assert stages == {"model", "popularity", "merged", "strategy/ann", "strategy/content",

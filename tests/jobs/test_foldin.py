@@ -1,0 +1,144 @@
+"""The hourly fold-in's pure parts: the window, who changed, matrix rows, vectors, ids."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import scipy.sparse as sp
+
+from conf.pipeline import AlsSettings
+from jobs.foldin import (
+    changed_users,
+    fold_vectors,
+    foldin_matrix,
+    hour_window,
+    merge_purchased,
+    new_events,
+    recent_items,
+    release_id,
+)
+from jobs.schemas import TS
+
+
+def _t(text):
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _events(rows):
+    users, items, types, times = zip(*rows, strict=True)
+    return pa.table({"event_id": [f"e{i}" for i in range(len(rows))], "user_id": list(users),
+                     "item_id": list(items), "event_type": list(types),
+                     "ts": pa.array([_t(t) for t in times], TS)})
+
+
+def test_window_runs_from_the_end_of_the_base_date_to_the_logical_hour():
+    w = hour_window("2024-03-05", 11, "2024-03-03", lookback_days=30)
+    assert w.since == datetime(2024, 3, 4, tzinfo=UTC)
+    assert w.cutoff == datetime(2024, 3, 5, 11, tzinfo=UTC)
+    assert w.first_date == "2024-02-05"  # 30 days ending 2024-03-05, inclusive
+    assert w.new_dates == ("2024-03-04", "2024-03-05")
+    assert not w.is_empty
+
+
+def test_window_at_midnight_ends_on_the_previous_date_and_can_be_empty():
+    w = hour_window("2024-03-05", 0, "2024-03-03", lookback_days=1)
+    assert w.new_dates == ("2024-03-04", "2024-03-04")
+    assert w.first_date == "2024-03-05"
+    assert hour_window("2024-03-04", 0, "2024-03-03", 1).is_empty      # cutoff == since
+    assert hour_window("2024-03-03", 23, "2024-03-03", 1).is_empty     # before the base ends
+
+
+@pytest.mark.parametrize("hour", [-1, 24, 1.5])
+def test_window_refuses_a_bad_hour(hour):
+    with pytest.raises(ValueError, match="hour must be an integer 0-23"):
+        hour_window("2024-03-05", hour, "2024-03-03", 30)
+
+
+def test_new_events_include_since_and_exclude_the_cutoff():
+    w = hour_window("2024-03-05", 11, "2024-03-03", 30)
+    events = _events([
+        ("a", "i1", "click", "2024-03-03T23:59:59"),  # covered by the base
+        ("b", "i1", "click", "2024-03-04T00:00:00"),  # first instant after the base
+        ("c", "i2", "view", "2024-03-05T10:59:59"),
+        ("d", "i3", "click", "2024-03-05T11:00:00"),  # at the cutoff: next hour
+        ("b", "i4", "purchase", "2024-03-05T09:00:00"),
+    ])
+    fresh = new_events(events, w)
+    assert fresh.column("event_id").to_pylist() == ["e1", "e2", "e4"]
+    assert changed_users(fresh) == ["b", "c"]
+
+
+def test_recent_items_are_distinct_most_recent_first():
+    fresh = _events([
+        ("u", "i1", "click", "2024-03-05T08:00:00"),
+        ("u", "i2", "view", "2024-03-05T09:00:00"),
+        ("u", "i1", "purchase", "2024-03-05T10:00:00"),
+        ("v", "i9", "skip", "2024-03-05T10:00:00"),
+    ])
+    got = {r["user_id"]: r["recent"] for r in recent_items(fresh).to_pylist()}
+    assert got == {"u": ["i1", "i2"], "v": ["i9"]}
+
+
+def test_foldin_matrix_keeps_only_known_users_and_items_with_vectors():
+    matrix = pa.table({"user_id": ["u", "u", "u", "w", "x"],
+                       "item_id": ["i1", "i2", "new", "i2", "i1"],
+                       "confidence": [2.0, 0.5, 9.0, 1.0, 3.0]})
+    m = foldin_matrix(matrix, ["x", "u", "z"], {"i1": 0, "i2": 2}, n_items=3)
+    assert m.shape == (3, 3)
+    assert m.toarray().tolist() == [[3.0, 0, 0], [2.0, 0, 0.5], [0, 0, 0]]
+
+
+def test_foldin_matrix_refuses_duplicate_pairs_and_negative_confidence():
+    dup = pa.table({"user_id": ["u", "u"], "item_id": ["i1", "i1"], "confidence": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="duplicate"):
+        foldin_matrix(dup, ["u"], {"i1": 0}, 1)
+    neg = pa.table({"user_id": ["u"], "item_id": ["i1"], "confidence": [-1.0]})
+    with pytest.raises(ValueError, match="u, i1"):
+        foldin_matrix(neg, ["u"], {"i1": 0}, 1)
+
+
+def _weighted_least_squares(items, confidences, alpha, reg):
+    """The implicit-ALS user vector by its definition: minimise over every item
+    ``sum_i c_i (p_i - x.y_i)^2 + reg |x|^2`` (c_i = 1 + alpha r_i, p_i = [r_i > 0])."""
+    c = 1.0 + alpha * confidences
+    p = (confidences > 0).astype(float)
+    a = np.vstack([np.sqrt(c)[:, None] * items, np.sqrt(reg) * np.eye(items.shape[1])])
+    b = np.concatenate([np.sqrt(c) * p, np.zeros(items.shape[1])])
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def test_fold_vectors_solve_the_implicit_als_objective_with_items_fixed():
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(6, 3)).astype(np.float32)
+    rows = np.array([[2.0, 0, 0, 0.5, 0, 0], [0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 3.0]])
+    als = AlsSettings(alpha=4.0, regularization=0.3)
+    vectors, has = fold_vectors(items, sp.csr_matrix(rows), als)
+    assert has.tolist() == [True, False, True]
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 3)
+    for r in (0, 2):
+        expected = _weighted_least_squares(items.astype(float), rows[r], 4.0, 0.3)
+        assert vectors[r] == pytest.approx(expected, abs=1e-5)
+    assert not vectors[1].any()
+
+
+def test_merge_purchased_adds_new_purchases_once():
+    fresh = _events([("u", "i3", "purchase", "2024-03-05T08:00:00"),
+                     ("u", "i1", "purchase", "2024-03-05T08:10:00"),
+                     ("u", "i4", "click", "2024-03-05T08:20:00"),
+                     ("n", "i2", "purchase", "2024-03-05T08:30:00")])
+    got = merge_purchased({"u": ["i1"], "k": ["i5"]}, fresh)
+    assert got == {"u": ["i1", "i3"], "k": ["i5"], "n": ["i2"]}
+
+
+def test_release_id_names_the_hour_and_depends_on_the_inputs_only():
+    w = hour_window("2024-03-05", 7, "2024-03-03", 30)
+    key = {"seed": 1}
+    rid = release_id(w, "base-1", ["e2", "e1"], key)
+    assert rid.startswith("2024-03-05T07-") and len(rid) == len("2024-03-05T07-") + 8
+    assert release_id(w, "base-1", ["e1", "e2"], key) == rid
+    assert release_id(w, "base-1", ["e1", "e2", "e3"], key) != rid
+    assert release_id(w, "base-2", ["e1", "e2"], key) != rid
+    assert release_id(w, "base-1", ["e1", "e2"], {"seed": 2}) != rid
+    assert release_id(hour_window("2024-03-05", 8, "2024-03-03", 30), "base-1",
+                      ["e1", "e2"], key) != rid

@@ -1,0 +1,262 @@
+"""The hourly path on a tiny inline lake: spool claims and ingest, fold-in, incremental release."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from jobs.errors import SourceError
+from jobs.hourly import claim, ingest_step, release_step, spool_files
+from jobs.lake import Lake
+from jobs.schemas import TS
+
+BASE_DS = "2024-01-01"
+DS, HOUR = "2024-01-02", 11
+ITEMS = ["i1", "i2", "i3", "i4", "i5", "i6"]
+ITEM_VECS = np.array([[1.0, 0.0], [0.9, 0.2], [0.8, 0.5], [0.1, 1.0], [0.0, 0.9],
+                      [-0.5, 0.5]], np.float32)
+BASE_ID = "2024-01-01-base"
+
+
+def _t(text):
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# -- spool files and claims -------------------------------------------------------------------
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _event(eid, user, item, etype="click", ts="2024-01-02T10:00:00Z", value=None):
+    return {"event_id": eid, "user_id": user, "item_id": item, "event_type": etype,
+            "value": value, "ts": ts, "surface": "home_feed"}
+
+
+def test_spool_files_skip_the_open_file_hidden_files_and_missing_folders(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    _jsonl(spool / "events-20240102T100000.000000Z-1-000001.jsonl", [_event("e1", "u", "i")])
+    _jsonl(spool / "events-20240102T100500.000000Z-1-000002.jsonl.open", [_event("e2", "u", "i")])
+    _jsonl(spool / ".partial.jsonl", [_event("e3", "u", "i")])
+    (tmp_path / "empty").mkdir()
+    files = spool_files([spool, tmp_path / "empty", tmp_path / "missing"])
+    assert [p.name for p in files] == ["events-20240102T100000.000000Z-1-000001.jsonl"]
+
+
+def test_spool_files_refuse_two_files_of_one_name(tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        _jsonl(tmp_path / d / "events-1.jsonl", [_event("e1", "u", "i")])
+    with pytest.raises(SourceError, match="events-1.jsonl"):
+        spool_files([tmp_path / "a", tmp_path / "b"])
+
+
+def _ledger(rows):
+    return pa.table({"file": [r[0] for r in rows], "bytes": [1] * len(rows),
+                     "batch": ["b"] * len(rows), "hour": pa.array([r[2] for r in rows], pa.int32()),
+                     "ds": [r[1] for r in rows]})
+
+
+def test_claim_takes_unclaimed_files_and_a_rerun_takes_its_own_again():
+    files = [Path(f"/s/f{i}.jsonl") for i in range(4)]
+    ledger = _ledger([("f0.jsonl", DS, 9), ("f1.jsonl", DS, 10), ("f9.jsonl", DS, 10)])
+    got, missing, rerun = claim(ledger, files, DS, 11)
+    assert ([p.name for p in got], missing, rerun) == (["f2.jsonl", "f3.jsonl"], [], False)
+    got, missing, rerun = claim(ledger, files, DS, 10)
+    assert ([p.name for p in got], missing, rerun) == (["f1.jsonl"], ["f9.jsonl"], True)
+    got, _, rerun = claim(ledger, files, "2024-01-03", 10)
+    assert [p.name for p in got] == ["f2.jsonl", "f3.jsonl"] and not rerun
+
+
+@pytest.mark.spark
+def test_ingest_step_reads_closed_files_once_per_hour(spark, hourly_settings, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    _jsonl(spool / "events-a.jsonl", [_event("e1", "u1", "i3"), _event("e2", "u2", "i4")])
+    _jsonl(spool / "events-b.jsonl.open", [_event("e3", "u1", "i5")])
+    first = ingest_step(spark, hourly_settings, DS, 10, [spool])
+    assert (first["files"], first["accepted"], first["rerun"]) == (1, 2, False)
+    lake = Lake(hourly_settings)
+    assert sorted(lake.read_arrow("silver/interactions").column("event_id").to_pylist()) == \
+        ["e1", "e2"]
+    again = ingest_step(spark, hourly_settings, DS, 10, [spool])  # a retry of the same hour
+    assert again["rerun"] and again["batch"] == first["batch"]
+    assert lake.read_arrow("bronze/events").num_rows == 2
+    # the service seals its file; the next hour takes only that one
+    os.replace(spool / "events-b.jsonl.open", spool / "events-b.jsonl")
+    nxt = ingest_step(spark, hourly_settings, DS, 11, [spool])
+    assert (nxt["files"], nxt["accepted"]) == (1, 1)
+    assert lake.read_arrow("bronze/events").num_rows == 3
+    ledger = lake.read_arrow("ops/hourly_files").to_pylist()
+    assert sorted((r["file"], r["hour"]) for r in ledger) == [("events-a.jsonl", 10),
+                                                              ("events-b.jsonl", 11)]
+    assert ingest_step(spark, hourly_settings, DS, 12, [spool])["files"] == 0
+
+
+# -- fold-in and the incremental release ------------------------------------------------------
+@pytest.fixture
+def hourly_settings(tmp_path):
+    from conf import load_settings
+
+    return load_settings(overrides={
+        "lake_root": str(tmp_path / "lake"), "data_dir": str(tmp_path / "data"),
+        "spark": {"shuffle_partitions": 2}, "als": {"factors": 2},
+        "serving": {"releases_root": str(tmp_path / "releases")},
+    })
+
+
+def _silver(rows):
+    n = len(rows)
+    ts = [_t(r[4]) for r in rows]
+    return pa.table({
+        "event_id": [r[0] for r in rows], "user_id": [r[1] for r in rows],
+        "item_id": [r[2] for r in rows], "event_type": [r[3] for r in rows],
+        "value": pa.array([r[5] if len(r) > 5 else None for r in rows], pa.float64()),
+        "ts": pa.array(ts, TS), "surface": [None] * n, "content_hash": ["h"] * n,
+        "event_date": [t.date().isoformat() for t in ts]})
+
+
+EVENTS = [
+    ("h1", "u1", "i1", "rating", "2024-01-01T12:00:00", 5.0),
+    ("h2", "u2", "i4", "rating", "2024-01-01T12:00:00", 4.0),
+    ("n1", "u1", "i3", "click", "2024-01-02T10:15:00"),   # new: u1 is refreshed
+    ("n2", "u2", "i5", "click", "2024-01-02T11:30:00"),   # after the cutoff: waits
+]
+
+
+def _base_release(settings):
+    from serving_export.release import (
+        Embeddings,
+        GateVerdict,
+        ReleaseData,
+        publish,
+        write_release,
+    )
+
+    root = Path(settings.serving.releases_root)
+    lists = pa.table({"user_id": ["u1"] * 3 + ["u2"] * 3,
+                      "item_id": ["i3", "i2", "i4", "i1", "i2", "i3"],
+                      "score": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7]})
+    data = ReleaseData(
+        ds=BASE_DS, gate=GateVerdict(True, ("ok",)), topn={"home_feed": lists, "email": lists},
+        similar_items=pa.table({"item_id": ["i1"], "similar_item_id": ["i2"], "score": [1.0]}),
+        popularity=pa.table({"segment": [None] * 3, "item_id": ["i2", "i1", "i6"],
+                             "score": [3.0, 2.0, 1.0]}),
+        items=pa.table({"item_id": ITEMS, "categories": [["a"], ["a"], ["b"], ["b"], ["c"],
+                                                         ["c"]]}),
+        users=pa.table({"user_id": ["u1", "u2"], "purchased": [["i6"], []]}),
+        user_embeddings=Embeddings(["u1", "u2"], np.array([[1, 0], [0, 1]], np.float32)),
+        item_embeddings=Embeddings(ITEMS, ITEM_VECS),
+        model_versions={"embeddings": "als-test"}, metrics={"ndcg@10": 0.3})
+    write_release(root, BASE_ID, data)
+    publish(root, BASE_ID)
+    return root
+
+
+@pytest.fixture
+def tiny_lake(hourly_settings):
+    lake = Lake(hourly_settings)
+    lake.overwrite_partitions("silver/interactions", _silver(EVENTS))
+    lake.overwrite_partitions("silver/items", pa.table({
+        "item_id": ITEMS, "title": ITEMS, "categories": [[c] for c in "aabbcc"],
+        "attributes": pa.array([[]] * 6, pa.map_(pa.string(), pa.string())),
+        "available": [True] * 6, "created_at": pa.array([None] * 6, TS),
+        "boost": [1.0] * 6, "ds": [BASE_DS] * 6}))
+    vec = pa.array(ITEM_VECS.tolist(), pa.list_(pa.float32()))
+    lake.overwrite_partitions("gold/item_embeddings", pa.table({
+        "id": ITEMS, "vector": vec, "model_version": ["als-test"] * 6, "ds": [BASE_DS] * 6}))
+    return lake, _base_release(hourly_settings)
+
+
+def _expected_u1_vector(settings):
+    """u1's confidences by the matrix formula, then the ALS objective solved by lstsq."""
+    end = _t("2024-01-03T00:00:00")  # recency from the end of ds
+
+    def decay(ts):
+        return 0.5 ** ((end - _t(ts)).total_seconds() / 86400 / 90.0)
+
+    conf = np.zeros(6)
+    conf[0] = 1.0 * (5.0 - 2.5) * decay("2024-01-01T12:00:00")   # the rating of i1
+    conf[2] = 1.0 * decay("2024-01-02T10:15:00")                   # the click on i3
+    alpha, reg = settings.als.alpha, settings.als.regularization
+    c = 1 + alpha * conf
+    p = (conf > 0).astype(float)
+    a = np.vstack([np.sqrt(c)[:, None] * ITEM_VECS, math.sqrt(reg) * np.eye(2)])
+    b = np.concatenate([np.sqrt(c) * p, np.zeros(2)])
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+@pytest.mark.spark
+def test_release_step_refreshes_only_changed_users_on_a_linked_parent(
+        spark, hourly_settings, tiny_lake):
+    from serving_export.publish import current_release, read_history
+    from serving_export.release import load_release
+
+    _, root = tiny_lake
+    report = release_step(spark, hourly_settings, DS, HOUR)
+    rid = report["release_id"]
+    assert (report["users"], report["new_events"], report["published"]) == (1, 1, True)
+    assert current_release(root) == rid and rid.startswith("2024-01-02T11-")
+    base, rel = load_release(root / BASE_ID), load_release(root / rid)
+    assert rel.manifest["parent"] == BASE_ID and rel.manifest["gate"]["passed"]
+    assert rel.manifest["extra"]["hourly"]["cutoff"] == "2024-01-02T11:00:00+00:00"
+    assert rel.manifest["metrics"] == {"ndcg@10": 0.3}
+
+    def names(r, user, surface="home_feed"):
+        return [r.item_id(int(i)) for i in r.topn(surface, r.user_row(user))[0]]
+
+    # u1 clicked i3 (and rated i1): neither comes back; the list was rebuilt
+    for surface in ("home_feed", "email"):
+        got = names(rel, "u1", surface)
+        assert got and "i3" not in got and "i1" not in got
+    assert names(rel, "u1") != names(base, "u1")
+    # u2's click came after the cutoff: u2 keeps the nightly list, vector and purchases
+    assert names(rel, "u2") == names(base, "u2") == ["i1", "i2", "i3"]
+    assert rel.user_vectors[rel.user_row("u2")].tolist() == [0.0, 1.0]
+    assert [rel.item_id(int(i)) for i in rel.purchased(rel.user_row("u1"))] == ["i6"]
+    # u1's vector is the fold-in of its interactions with the item vectors fixed
+    assert rel.user_vectors[rel.user_row("u1")] == pytest.approx(
+        _expected_u1_vector(hourly_settings), abs=1e-4)
+    # no full copy: the item side is the parent's files, hard-linked
+    for rel_path in ("items/vectors.npy", "items/ids.npy", "similar/items.npy",
+                     "popular/items.npy"):
+        assert os.stat(root / rid / rel_path).st_ino == os.stat(root / BASE_ID / rel_path).st_ino
+
+    # a retry of the hour rebuilds nothing and publishes nothing again
+    history = len(read_history(root))
+    again = release_step(spark, hourly_settings, DS, HOUR)
+    assert again["release_id"] == rid and "topn_rows" not in again
+    assert len(read_history(root)) == history
+
+    # the next hour builds on the live hourly release and now refreshes u2 too
+    nxt = release_step(spark, hourly_settings, DS, HOUR + 1)
+    assert nxt["users"] == 2 and nxt["parent"] == rid and nxt["base"] == BASE_ID
+    last = load_release(root / nxt["release_id"])
+    assert "i5" not in names(last, "u2") and names(last, "u2") != names(base, "u2")
+    assert os.stat(root / nxt["release_id"] / "items/vectors.npy").st_ino == \
+        os.stat(root / BASE_ID / "items/vectors.npy").st_ino
+    # an older hour never replaces a later live one
+    late = release_step(spark, hourly_settings, DS, HOUR)
+    assert "later hour" in late["skipped"] and current_release(root) == nxt["release_id"]
+
+
+@pytest.mark.spark
+def test_release_step_skips_without_new_events_or_published_release(
+        spark, hourly_settings, tiny_lake):
+    from serving_export.publish import current_release
+
+    _, root = tiny_lake
+    assert release_step(spark, hourly_settings, DS, 10)["skipped"] == "no new events"
+    assert "already covers" in release_step(spark, hourly_settings, BASE_DS, 23)["skipped"]
+    assert current_release(root) == BASE_ID
+    (root / "CURRENT").unlink()
+    assert release_step(spark, hourly_settings, DS, HOUR)["skipped"] == \
+        "no release is published yet"
