@@ -9,11 +9,14 @@ the names, this module only their shape (``conf`` imports nothing of ours).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
 from conf.types import Fraction, NonNegFloat, NonNegInt, PositiveInt, Section
+
+if TYPE_CHECKING:
+    from conf.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The folder holding ``conf/``; relative paths in these sections start here."""
@@ -92,6 +95,11 @@ class GateSettings(Section):
     """Relative margin over the popularity baseline each metric must reach (0.05: +5 %)."""
     tolerance: Fraction = 0.05
     """Largest relative drop from the champion allowed on each metric (0.05: -5 %)."""
+    served_stage: str | None = "topn/home_feed"
+    """The evaluated stage whose lists the popularity check judges: what the release
+    serves (``recpipe evaluate`` scores it on the same holdout). ``None`` judges the
+    embedding model alone. The champion check always compares embedding models, the one
+    thing both versions can be scored on for today's holdout."""
     coverage_k: PositiveInt = 100
     """Cutoff of the catalogue coverage check."""
     coverage_floor: Fraction = 0.05
@@ -158,14 +166,6 @@ class EvalSections(NamedTuple):
     mlflow: MlflowSettings
 
 
-def eval_sections(settings: object) -> EvalSections:
-    """The evaluation sections of a root settings object.
-
-    Reads ``settings.offline_eval``, ``settings.gate`` and ``settings.mlflow``; a section
-    the root object does not define yet takes its documented defaults.
-    """
-    return EvalSections(
-        getattr(settings, "offline_eval", None) or OfflineEvalSettings(),
-        getattr(settings, "gate", None) or GateSettings(),
-        getattr(settings, "mlflow", None) or MlflowSettings(),
-    )
+def eval_sections(settings: Settings) -> EvalSections:
+    """The ``offline_eval``, ``gate`` and ``mlflow`` sections of the root settings."""
+    return EvalSections(settings.offline_eval, settings.gate, settings.mlflow)

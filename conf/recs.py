@@ -18,7 +18,7 @@ class CandidateSettings(Section):
         default_factory=lambda: {"ann": 500, "content": 200, "session": 200, "popular": 100})
     """Candidates taken from each strategy before merging (0 turns a strategy off)."""
     blend_weights: dict[str, NonNegFloat] = Field(
-        default_factory=lambda: {"ann": 1.0, "content": 0.3, "session": 0.5, "popular": 0.2})
+        default_factory=lambda: {"ann": 1.0, "content": 0.3, "session": 0.5, "popular": 1.0})
     """Weights of each strategy's rank-normalised score in the retrieval blend that orders
     candidates (and scores them where no ranker is available)."""
     history_items: PositiveInt = 10

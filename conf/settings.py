@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from conf.evaluation import EvaluationSettings
+from conf.gate import GateSettings, MlflowSettings, OfflineEvalSettings
 from conf.index import IndexSettings
 from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
 from conf.ranker import RankerSettings
@@ -70,6 +71,9 @@ class Settings(Section):
     """Business rules per precomputed surface (``home_feed``, ``email``)."""
     ranker: RankerSettings = Field(default_factory=RankerSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    offline_eval: OfflineEvalSettings = Field(default_factory=OfflineEvalSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="before")

@@ -36,7 +36,7 @@ import numpy as np
 
 from conf import Settings
 from conf.gate import EvalSections, GateSettings, eval_sections, parse_metric
-from evaluation.holdout import Holdout, build_holdout, positive_events, sample_users
+from evaluation.holdout import Holdout, build_holdout
 from evaluation.metrics import catalogue_coverage, ranking_metrics_per_user
 from evaluation.metrics_input import nan_mean
 from evaluation.offline import (
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANDIDATE, CHAMPION_ROLE, BASELINE = "candidate", "champion", "popularity"
+SERVED_ROLE = "served"
 
 
 class NoCandidate(RecpipeError, LookupError):
@@ -119,7 +120,8 @@ def _fmt(value: float) -> str:
 
 def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
            champion: Mapping[str, float] | None, coverage: float, non_finite: int,
-           cfg: GateSettings, champion_name: str = "the champion") -> list[Check]:
+           cfg: GateSettings, champion_name: str = "the champion",
+           served: Mapping[str, float] | None = None) -> list[Check]:
     """The gate's checks, from metric values alone (pure).
 
     Args:
@@ -130,6 +132,9 @@ def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
         non_finite: NaN or infinite values in the candidate's vectors.
         cfg: thresholds.
         champion_name: how messages name the champion (e.g. ``champion v3``).
+        served: the same metrics of what the release serves (``cfg.served_stage`` as
+            ``recpipe evaluate`` scored it on this holdout); when given, the popularity
+            check judges the served lists, and the champion check the embedding model.
 
     Returns:
         One :class:`Check` per condition; the candidate passes when all pass.
@@ -144,10 +149,13 @@ def decide(candidate: Mapping[str, float], popularity: Mapping[str, float],
             continue
         base = popularity.get(name, float("nan"))
         need = base * (1.0 + cfg.popularity_margin)
-        ok = not math.isnan(base) and value > base and _at_least(value, need)
+        judged = value if served is None else served.get(name, float("nan"))
+        what = name if served is None else f"served {cfg.served_stage} {name}"
+        ok = not math.isnan(base) and not math.isnan(judged) and judged > base \
+            and _at_least(judged, need)
         checks.append(Check(
             f"beats_popularity:{name}", ok,
-            f"{name} {_fmt(value)} {'beats' if ok else 'does not beat'} popularity "
+            f"{what} {_fmt(judged)} {'beats' if ok else 'does not beat'} popularity "
             f"{_fmt(base)} by {cfg.popularity_margin:.0%} (needs >= {_fmt(need)})"))
         if champion is None:
             continue
@@ -235,8 +243,24 @@ def read_verdict(lake: Lake, ds: str) -> dict[str, Any] | None:
     return None
 
 
+def served_metrics(lake: Lake, ds: str, cfg: GateSettings) -> dict[str, float] | None:
+    """``cfg.metrics`` of ``cfg.served_stage`` (slice ``all``) as ``recpipe evaluate``
+    recorded them for ``ds``, or ``None`` when not configured or not evaluated."""
+    if not cfg.served_stage:
+        return None
+    rows = read_partition(lake, EVALUATION.name, ds, ["stage", "slice", "metric", "k",
+                                                      "value"])
+    if rows is None:
+        return None
+    found = {f"{r['metric']}@{r['k']}": r["value"] for r in rows.to_pylist()
+             if r["stage"] == cfg.served_stage and r["slice"] == "all"}
+    values = {name: found[name] for name in cfg.metrics if name in found}
+    return values if len(values) == len(cfg.metrics) else None
+
+
 def judge(candidate: EmbeddingModel, reference: EmbeddingModel | None, holdout: Holdout,
-          cfg: GateSettings, reference_name: str = "the champion"
+          cfg: GateSettings, reference_name: str = "the champion",
+          served: Mapping[str, float] | None = None
           ) -> tuple[dict[str, dict[str, float]], float, list[Check]]:
     """Score candidate, champion and popularity on one holdout and run :func:`decide`.
 
@@ -250,9 +274,29 @@ def judge(candidate: EmbeddingModel, reference: EmbeddingModel | None, holdout: 
     metrics = {CANDIDATE: cand_metrics, BASELINE: _metrics(popular, holdout, cfg)}
     if reference is not None:
         metrics[CHAMPION_ROLE] = score_model(reference, holdout, cfg, popular)[0]
+    if served is not None:
+        metrics[SERVED_ROLE] = dict(served)
     checks = decide(cand_metrics, metrics[BASELINE], metrics.get(CHAMPION_ROLE), coverage,
-                    candidate.non_finite(), cfg, reference_name)
+                    candidate.non_finite(), cfg, reference_name, served)
     return metrics, coverage, checks
+
+
+def load_verdict(lake: Lake, ds: str) -> tuple[bool, list[str], dict[str, float]] | None:
+    """``(passed, reasons, metrics)`` of the verdict for ``ds`` (for the release manifest),
+    or ``None`` when the gate has not judged ``ds``.
+
+    ``metrics`` holds the candidate's values under their names (``ndcg@10``), the other
+    roles' as ``popularity.ndcg@10`` / ``champion.ndcg@10``; NaN values are left out.
+    """
+    verdict = read_verdict(lake, ds)
+    if verdict is None:
+        return None
+    metrics = {}
+    for role, values in verdict.get("metrics", {}).items():
+        for name, value in values.items():
+            if value is not None and math.isfinite(value):
+                metrics[name if role == CANDIDATE else f"{role}.{name}"] = float(value)
+    return bool(verdict["passed"]), list(verdict["reasons"]), metrics
 
 
 # -- the job --------------------------------------------------------------------------------
@@ -280,18 +324,17 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Ve
         ref_v = registry.alias_version(client, name, registry.PREVIOUS) if already else champ_v
         candidate = registry.load_embeddings(name, cand_v.version)
         reference = None if ref_v is None else registry.load_embeddings(name, ref_v.version)
-        users = sample_users(positive_events(inputs.events, cfg.offline)["user_id"].to_pylist(),
-                             cfg.offline.max_users, settings.seed)
-        if not users:
-            raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "
-                             f"{inputs.window[1]}")
         items = inputs.catalogue + list(candidate.item_ids) + (
             [] if reference is None else list(reference.item_ids))
         holdout = build_holdout(inputs.events, inputs.train, items, cfg.offline,
                                 settings.seed)
+        if holdout.n_users == 0:
+            raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "
+                             f"{inputs.window[1]}")
         ref_label = None if ref_v is None else f"{name} v{ref_v.version}"
         metrics, coverage, checks = judge(candidate, reference, holdout, cfg.gate,
-                                          ref_label or "the champion")
+                                          ref_label or "the champion",
+                                          served_metrics(lake, ds, cfg.gate))
         ref_ds = None if ref_v is None else ref_v.tags.get(registry.TAG_DS)
         if not already and ref_ds is not None and ref_ds > ds:
             checks.append(Check("not_older_than_champion", False,

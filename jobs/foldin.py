@@ -242,7 +242,8 @@ def backfill_lists(lists: pa.Table, users: Sequence[str],
         return lists
     extra = pa.table({name: pa.array(values, lists.schema.field(name).type)
                       for name, values in rows.items()})
-    return pa.concat_tables([lists, extra.select(lists.column_names)])
+    return pa.concat_tables([lists, extra.select(lists.column_names)],
+                            promote_options="permissive")
 
 
 def release_id(window: HourWindow, base_id: str, event_ids: Iterable[str],

@@ -450,7 +450,7 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
         )
         write_release(root, rid, data, parent=parent_id)
         report.update(folded_users=len(folded),
-                      topn_rows={s: t.num_rows for s, t in surfaces.items()})
+                      topn_rows={s: t.num_rows for s, t in lists.items()})
     window_events.unpersist()
     report["published"] = publish_if_live(root, rid, parent_id, current_release, publish)
     return report

@@ -38,6 +38,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from conf.index import IndexSettings
 from serving_export.faiss_errors import IndexCorrupt, IndexDirectoryNotEmpty
 
 logger = logging.getLogger(__name__)
@@ -404,3 +405,40 @@ def build_sharded_hnsw(
     logger.info("built %d HNSW%d shards over %d x %d vectors (augmented: %s)", count, hnsw_m,
                 x.shape[0], x.shape[1] - int(augment), augment)
     return ShardedIndex(built, id_maps, hnsw_m, ef_construction, ef_search, augmented=augment)
+
+
+def build_index(
+    vectors: np.ndarray,
+    item_ids: np.ndarray,
+    settings: IndexSettings,
+    queries: np.ndarray | None = None,
+) -> ShardedIndex:
+    """Build the sharded index as configured and, given query vectors, tune its ``efSearch``.
+
+    Args:
+        vectors: (N, D) item vectors.
+        item_ids: (N,) external item ids.
+        settings: the ``index`` settings section.
+        queries: (Q, D) real query vectors to tune on; without them ``efSearch`` is the
+            largest candidate and no recall is recorded.
+
+    Raises:
+        RecallTargetNotMet: tuning (:func:`serving_export.faiss_tuning.tune_ef_search`)
+            could not reach ``settings.recall_target``.
+    """
+    index = build_sharded_hnsw(
+        vectors, item_ids, shards=settings.shards, hnsw_m=settings.hnsw_m,
+        ef_construction=settings.ef_construction,
+        ef_search=settings.ef_search_candidates[-1], threads=settings.threads,
+        augment=settings.augment,
+    )
+    if queries is not None:
+        from serving_export.faiss_tuning import tune_ef_search  # it imports this module
+
+        with omp_threads(settings.threads):
+            tune_ef_search(
+                index, queries, k=settings.recall_k, target=settings.recall_target,
+                candidates=settings.ef_search_candidates, sample=settings.tune_queries,
+                seed=settings.seed, use_gpu=settings.use_gpu,
+            )
+    return index

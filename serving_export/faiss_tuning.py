@@ -16,16 +16,8 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from conf.index import IndexSettings
 from serving_export.faiss_errors import RecallTargetNotMet
-from serving_export.faiss_index import (
-    ShardedIndex,
-    Tuning,
-    as_vectors,
-    build_sharded_hnsw,
-    omp_threads,
-    to_gpu,
-)
+from serving_export.faiss_index import ShardedIndex, Tuning, as_vectors, to_gpu
 
 logger = logging.getLogger(__name__)
 
@@ -123,37 +115,3 @@ def tune_ef_search(
             index.ef_search, index.tuning = int(ef), tuning
             return tuning
     raise RecallTargetNotMet(target, measured)
-
-
-def build_index(
-    vectors: np.ndarray,
-    item_ids: np.ndarray,
-    settings: IndexSettings,
-    queries: np.ndarray | None = None,
-) -> ShardedIndex:
-    """Build the sharded index as configured and, given query vectors, tune its ``efSearch``.
-
-    Args:
-        vectors: (N, D) item vectors.
-        item_ids: (N,) external item ids.
-        settings: the ``index`` settings section.
-        queries: (Q, D) real query vectors to tune on; without them ``efSearch`` is the
-            largest candidate and no recall is recorded.
-
-    Raises:
-        RecallTargetNotMet: tuning could not reach ``settings.recall_target``.
-    """
-    index = build_sharded_hnsw(
-        vectors, item_ids, shards=settings.shards, hnsw_m=settings.hnsw_m,
-        ef_construction=settings.ef_construction,
-        ef_search=settings.ef_search_candidates[-1], threads=settings.threads,
-        augment=settings.augment,
-    )
-    if queries is not None:
-        with omp_threads(settings.threads):
-            tune_ef_search(
-                index, queries, k=settings.recall_k, target=settings.recall_target,
-                candidates=settings.ef_search_candidates, sample=settings.tune_queries,
-                seed=settings.seed, use_gpu=settings.use_gpu,
-            )
-    return index

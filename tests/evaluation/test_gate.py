@@ -59,6 +59,21 @@ def test_margin_over_popularity_is_relative_and_strict():
     assert _failed(zero) == ["beats_popularity:ndcg@10"]
 
 
+def test_served_lists_decide_the_popularity_check_and_the_model_the_champion_check():
+    pop = {"ndcg@10": 0.20, "recall@100": 0.40}
+    model = {"ndcg@10": 0.19, "recall@100": 0.38}      # alone, no better than popularity
+    served = {"ndcg@10": 0.25, "recall@100": 0.45}     # the released lists are
+    champion = {"ndcg@10": 0.30, "recall@100": 0.38}   # the model regresses on ndcg
+    checks = decide(model, pop, None, 0.5, 0, CFG, served=served)
+    assert _failed(checks) == []
+    assert "served" in [c.message for c in checks if c.name.startswith("beats")][0]
+    worse = decide(model, pop, None, 0.5, 0, CFG, served={"ndcg@10": 0.21,
+                                                           "recall@100": 0.45})
+    assert _failed(worse) == ["beats_popularity:ndcg@10"]
+    regress = decide(model, pop, champion, 0.5, 0, CFG, served=served)
+    assert _failed(regress) == ["no_regression:ndcg@10"]
+
+
 def test_regression_tolerance_against_the_champion():
     pop = {"ndcg@10": 0.1, "recall@100": 0.1}
     champion = {"ndcg@10": 0.40, "recall@100": 0.60}
@@ -194,3 +209,18 @@ def test_verdict_json_has_no_nan():
                 promoted=False, metrics={"candidate": {"ndcg@10": float("nan")}})
     text = json.dumps(v.to_json(), allow_nan=False)
     assert json.loads(text)["metrics"]["candidate"]["ndcg@10"] is None
+
+
+def test_sections_come_from_the_root_settings():
+    from conf import ConfigError
+    from conf.gate import eval_sections
+
+    s = load_settings(overrides={"lake_root": "x", "gate": {"tolerance": 0.1},
+                                 "mlflow": {"experiment": "exp"}}, environ={})
+    cfg = eval_sections(s)
+    assert cfg.gate.tolerance == 0.1 and cfg.mlflow.experiment == "exp"
+    assert cfg.offline.headline == ["ndcg@10", "recall@100"]
+    with pytest.raises(ConfigError, match=r"gate\.metrics"):
+        load_settings(overrides={"lake_root": "x", "gate": {"metrics": ["ndcg"]}}, environ={})
+    with pytest.raises(ConfigError, match=r"headline cutoffs \[100\] are not in ks"):
+        load_settings(overrides={"lake_root": "x", "offline_eval": {"ks": [10]}}, environ={})

@@ -90,5 +90,10 @@ def test_gate_rows_survive_and_evaluation_rewrite_drops_them(lake):
 
     assert read_verdict(lake, D2)["reasons"] == ["ndcg@10 0.1650 drops <&> too much"]
     assert read_verdict(lake, D1) is None
+    from evaluation.gate import load_verdict
+
+    assert load_verdict(lake, D2) == (False, ["ndcg@10 0.1650 drops <&> too much"], {
+        "ndcg@10": 0.165, "champion.ndcg@10": 0.33, "popularity.ndcg@10": 0.055})
+    assert load_verdict(lake, D1) is None
     write_rows(lake, D2, evaluation_table(_rows(0.5), D2, "als-d2", "run-d2b"))
     assert read_verdict(lake, D2) is None  # a new evaluation calls for a new verdict

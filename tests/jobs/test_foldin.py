@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from conf.pipeline import AlsSettings
 from jobs.foldin import (
+    backfill_lists,
     changed_users,
     fold_vectors,
     foldin_matrix,
@@ -142,3 +143,17 @@ def test_release_id_names_the_hour_and_depends_on_the_inputs_only():
     assert release_id(w, "base-1", ["e1", "e2"], {"seed": 2}) != rid
     assert release_id(hour_window("2024-03-05", 8, "2024-03-03", 30), "base-1",
                       ["e1", "e2"], key) != rid
+
+
+def test_backfill_gives_a_user_without_new_rows_the_parent_list_minus_blocked_items():
+    lists = pa.table({"user_id": ["a", "a"], "item_id": ["i1", "i2"], "score": [0.9, 0.8],
+                      "rank": pa.array([1, 2], pa.int32()),
+                      "sources": [["ann"], ["popular"]]})
+    previous = {"a": [("i7", 1.0, ("ann",))],
+                "b": [("i3", 0.9, ("ann",)), ("i4", 0.7, ()), ("i5", 0.5, ("covis",))],
+                "c": [("i4", 0.7, ())]}
+    out = backfill_lists(lists, ["a", "b", "c", "d"], previous, {"b": {"i4"}, "c": {"i4"}})
+    rows = [(r["user_id"], r["item_id"], r["rank"], r["sources"]) for r in out.to_pylist()]
+    assert rows == [("a", "i1", 1, ["ann"]), ("a", "i2", 2, ["popular"]),
+                    ("b", "i3", 1, ["ann"]), ("b", "i5", 2, ["covis"])]
+    assert backfill_lists(lists, ["a"], previous, {}) is lists
