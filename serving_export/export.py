@@ -111,7 +111,18 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     dates = [d for d in lake.partitions(SILVER_INTERACTIONS.name) if d <= ds]
     events = lake.read_arrow(SILVER_INTERACTIONS.name, dates,
                              columns=["user_id", "item_id", "event_type"])
-    user_table = seg.join(purchased_by_user(events), "user_id", join_type="full outer")
+    bought = purchased_by_user(events)
+    bought_of = dict(zip(bought.column("user_id").to_pylist(),
+                         bought.column("purchased").to_pylist(), strict=True))
+    seg_of = dict(zip(seg.column("user_id").to_pylist(), seg.column("segment").to_pylist(),
+                      strict=True))
+    everyone = sorted(set(seg_of) | set(bought_of))
+    user_table = pa.table({
+        "user_id": pa.array(everyone, pa.string()),
+        "segment": pa.array([seg_of.get(u) for u in everyone], pa.string()),
+        "purchased": pa.array([bought_of.get(u) or [] for u in everyone],
+                              pa.list_(pa.string())),
+    })
     user_emb = Embeddings.from_table(lake.read_arrow("gold/user_embeddings", [ds]))
     item_emb_t = lake.read_arrow("gold/item_embeddings", [ds])
     item_emb = Embeddings.from_table(item_emb_t)
