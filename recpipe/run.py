@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spool", default="", help="event spool folder (hourly; default: "
                                                     "serving.spool_dir)")
     parser.add_argument("--from-task", help="skip the tasks before this one")
+    parser.add_argument("--to-task", help="stop after this task")
     args = parser.parse_args(argv)
     if args.pipeline == "hourly" and args.hour is None:
         parser.error("the hourly pipeline needs --hour H (0-23)")
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             log.error("task %s failed with exit code %s", stage.task_id, code)
             return code
+        if stage.task_id == args.to_task:
+            break
     summary = {"pipeline": args.pipeline, "ds": args.date, "seconds": timings}
     if args.hour is not None:
         summary["hour"] = args.hour

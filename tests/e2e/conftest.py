@@ -13,6 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DS = "1998-04-22"
+FIRST_DS = "1998-04-08"
+"""The first night: its candidates, labelled by the next two weeks, train DS's ranker."""
+HOLDOUT_DAYS = "14"
 
 
 def pipeline_env(tmp: Path) -> dict[str, str]:
@@ -20,6 +23,13 @@ def pipeline_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "RECPIPE_LAKE_ROOT": str(tmp / "lake"),
+        "RECPIPE_MATRIX__HOLDOUT_DAYS": HOLDOUT_DAYS,
+        "RECPIPE_RANKER__LABEL_DAYS": HOLDOUT_DAYS,
+        "RECPIPE_RUNS_DIR": str(tmp / "runs"),
+        "RECPIPE_SERVING__RELEASES_ROOT": str(tmp / "releases"),
+        "RECPIPE_SERVING__SPOOL_DIR": str(tmp / "spool"),
+        "RECPIPE_MLFLOW__TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "RECPIPE_MLFLOW__ARTIFACT_ROOT": str(tmp / "mlflow-artifacts"),
         "RECPIPE_DATA_DIR": str(REPO / "var" / "data"),  # dataset download cache, reused
         "AIRFLOW_HOME": str(tmp / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -37,17 +47,26 @@ def run_checked(cmd: list[str], env: dict[str, str], log: Path) -> None:
         raise AssertionError(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{tail}")
 
 
+def dag_test(env: dict[str, str], tmp: Path, dag_id: str, ds: str, conf: dict) -> str:
+    """``airflow dags test`` one run; fails with the log's tail unless it succeeded."""
+    log = tmp / f"{dag_id}-{ds}.log"
+    run_checked([str(BIN / "airflow"), "dags", "test", dag_id, ds, "-c", json.dumps(conf)],
+                env, log)
+    text = log.read_text()
+    assert "state=success" in text.split("DagRun Finished")[-1], text[-3000:]
+    return text
+
+
 @pytest.fixture(scope="session")
 def nightly_run(tmp_path_factory):
-    """Run ``recpipe_nightly`` for DS with ``airflow dags test``; returns (env, tmp)."""
+    """Run ``recpipe_nightly`` for FIRST_DS then DS with ``airflow dags test``; returns
+    (env, tmp)."""
     tmp = tmp_path_factory.mktemp("nightly")
     env = pipeline_env(tmp)
     run_checked([str(BIN / "airflow"), "db", "migrate"], env, tmp / "migrate.log")
     run_checked([str(BIN / "airflow"), "pools", "set", "spark", "1", "spark"], env,
                 tmp / "pool.log")
-    conf = json.dumps({"dataset": "movielens-100k", "landing": str(tmp / "landing")})
-    run_checked([str(BIN / "airflow"), "dags", "test", "recpipe_nightly", DS, "-c", conf],
-                env, tmp / "dag.log")
-    log = (tmp / "dag.log").read_text()
-    assert "state=success" in log.split("DagRun Finished")[-1], log[-3000:]
+    conf = {"dataset": "movielens-100k", "landing": str(tmp / "landing")}
+    for ds in (FIRST_DS, DS):
+        dag_test(env, tmp, "recpipe_nightly", ds, conf)
     return env, tmp

@@ -43,11 +43,71 @@ def test_rerun_of_the_same_date_gives_identical_tables(nightly_run):
     env, tmp = nightly_run
     lake = _lake(env)
     tables = {"silver/interactions": ("event_id",), "silver/items": ("item_id",),
-              "gold/training_matrix": ("user_id", "item_id")}
+              "gold/training_matrix": ("user_id", "item_id"),
+              "gold/popularity": ("segment", "item_id"),
+              "gold/covisitation": ("item_id", "neighbor_id"),
+              "gold/candidates": ("user_id", "item_id"),
+              "gold/topn": ("surface", "user_id", "rank")}
     before = {name: _snapshot(lake, name, key) for name, key in tables.items()}
     run_checked([str(BIN / "recpipe"), "run", "nightly", "--date", DS, "--landing",
-                 str(tmp / "landing")], env, tmp / "rerun.log")
+                 str(tmp / "landing"), "--from-task", "ingest_events", "--to-task", "topn"],
+                env, tmp / "rerun.log")
     after = {name: _snapshot(lake, name, key) for name, key in tables.items()}
     for name in tables:
         assert after[name] == before[name], name
     assert lake.read_arrow("bronze/events").num_rows == 100_000
+
+
+def test_candidates_and_surfaces_follow_their_contracts(nightly_run):
+    env, _ = nightly_run
+    lake = _lake(env)
+    cands = lake.read_arrow("gold/candidates", [DS]).to_pandas()
+    assert cands.user_id.nunique() == 943
+    assert cands.groupby("user_id").size().max() <= 1000
+    assert not cands.duplicated(["user_id", "item_id"]).any()
+    strategies = {"ann", "content", "session", "popular"}
+    assert set().union(*map(set, cands.sources)) == strategies
+    topn = lake.read_arrow("gold/topn", [DS]).to_pandas()
+    assert set(topn.surface) == {"home_feed", "email"}
+    home = topn[topn.surface == "home_feed"]
+    email = topn[topn.surface == "email"]
+    first = home[home["rank"] <= 10].groupby("user_id").item_id.apply(set)
+    clash = email.apply(lambda r: r.item_id in first.get(r.user_id, set()), axis=1)
+    assert not clash.any()  # the email never repeats the home feed's first 10 slots
+    rated = lake.read_arrow("silver/interactions").to_pandas()
+    trained = rated[rated.event_date <= "1998-04-08"]  # DS minus the 14 held-out days
+    seen = set(zip(trained.user_id, trained.item_id, strict=True))
+    assert not any((u, i) in seen for u, i in zip(home.user_id, home.item_id, strict=True))
+
+
+def test_cold_items_get_and_appear_in_similar_items(nightly_run):
+    env, _ = nightly_run
+    lake = _lake(env)
+    trained = set(lake.read_arrow("gold/training_matrix", [DS]).column("item_id").to_pylist())
+    catalogue = set(lake.read_arrow("silver/items", [DS]).column("item_id").to_pylist())
+    cold = catalogue - trained
+    assert len(cold) > 50
+    similar = lake.read_arrow("gold/similar_items", [DS]).to_pandas()
+    assert cold & set(similar.item_id)  # cold items have lists (content vectors)
+    assert cold & set(similar.similar_item_id)  # and are found as similar items
+    star_wars = similar[similar.item_id == "50"].sort_values("rank").similar_item_id
+    assert "181" in list(star_wars[:3])  # Return of the Jedi
+
+
+def test_gate_verdict_release_and_registry(nightly_run):
+    import json as _json
+
+    from serving_export.release import current_release, load_release
+
+    env, tmp = nightly_run
+    lake = _lake(env)
+    evaluation = lake.read_arrow("gold/evaluation", [DS]).to_pandas()
+    headline = evaluation[(evaluation.slice == "all") & (evaluation.metric == "ndcg")
+                          & (evaluation.k == 10)].set_index("stage").value
+    assert {"model", "popularity", "merged", "topn/home_feed"} <= set(headline.index)
+    current = current_release(tmp / "releases")
+    assert current is not None and current.startswith(DS)
+    manifest = _json.loads((tmp / "releases" / current / "manifest.json").read_text())
+    assert manifest["gate"]["passed"] is True
+    release = load_release(tmp / "releases" / current)
+    assert release is not None
