@@ -271,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ctr: ML-100K Parquet folder (default: <data_dir>/movielens-100k)")
     parser.add_argument("--keep-neutral", action="store_true",
                         help="ctr: keep ratings of 3 as negatives instead of dropping them")
+    parser.add_argument("--seeds", help="pipeline: comma-separated seeds, one ranker each; "
+                        "the figures are their means (default: --seed)")
+    parser.add_argument("--architecture", choices=["dlrm", "dcn"],
+                        help="pipeline: the ranker's architecture (default: ranker setting)")
     parser.add_argument("--lake", type=Path,
                         help="pipeline: lake folder to build or reuse (default: a temporary "
                              "folder, removed afterwards)")
@@ -386,30 +390,68 @@ def infer_rate(export: Path, table: pa.Table, batch_size: int) -> float:
     return table.num_rows / (time.perf_counter() - start)
 
 
-def run_pipeline(settings: Settings, lake_dir: Path, seed: int, epochs: int | None
-                 ) -> dict[str, Any]:
-    """The measured part: ranked vs retrieval-only top-N on the holdout of D2."""
+def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, holdout: Any,
+               mlflow_cfg: Any, examples: pa.Table) -> dict[str, Any]:
+    """Train the ranker of D2 with ``settings`` (its seed and model folder), rank the
+    featured candidates with it and score both top-N lists' ranked side on the holdout."""
+    from training.cli import run_train_ds
+    from training.rank_candidates import export_dir, score_featured
+
+    d2 = PIPELINE_DATES[1]
+    started = time.perf_counter()
+    trained = run_train_ds(settings, d2, mlflow_cfg)
+    train_seconds = time.perf_counter() - started
+    export = export_dir(settings, d2)
+    scored = score_featured(featured, export, candidates.schema, settings).persist()
+    started = time.perf_counter()
+    rows = scored.count()
+    score_seconds = time.perf_counter() - started
+    ranked = scored.toArrow()
+    top = surface_metrics(topn_table(spark, scored, settings, d2), holdout)
+    scored.unpersist()
+    m = trained["metrics"]
+    return {
+        "seed": settings.ranker.seed,
+        "ndcg@10_ranked": top["ndcg@10"], "recall@100_ranked": top["recall@100"],
+        "candidates_ndcg@10_ranked": candidate_metrics(ranked, holdout),
+        "auc": m["valid_auc"], "logloss": m["valid_logloss"],
+        "train_samples_per_s": m["train_samples_per_s"],
+        "infer_samples_per_s": infer_rate(export, examples, settings.ranker.eval_batch_size),
+        "score_rows_per_s": rows / score_seconds,
+        "training": {k: m[k] for k in ("best_epoch", "epochs_run", "train_rows", "valid_rows",
+                                       "valid_ndcg_at_10_ranked",
+                                       "valid_ndcg_at_10_retrieval")},
+        "registered": trained.get("registered"),
+        "seconds": {"train": train_seconds, "score": score_seconds},
+    }
+
+
+def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: int | None,
+                 architecture: str | None = None) -> dict[str, Any]:
+    """The measured part: ranked vs retrieval-only top-N on the holdout of D2.
+
+    One ranker per seed (the seed draws the validation users and initialises the model);
+    the headline figures are means over the seeds, each seed's figures are kept too.
+    """
     from conf import load_settings
     from conf.gate import MlflowSettings, eval_sections
     from evaluation.holdout import build_holdout
     from evaluation.offline import read_inputs
     from jobs.lake import Lake
     from jobs.spark import get_spark
-    from training.cli import run_train_ds
-    from training.examples import EXAMPLES
+    from training.examples import EXAMPLES, add_features, feature_inputs
     from training.examples import run as build_examples
-    from training.rank_candidates import export_dir, ranked_candidates
 
     d1, d2 = PIPELINE_DATES
     lake_dir.mkdir(parents=True, exist_ok=True)
     env = {"RECPIPE_LAKE_ROOT": str(lake_dir / "lake"),
            "RECPIPE_MATRIX__HOLDOUT_DAYS": str(HOLDOUT_DAYS),
            "RECPIPE_RANKER__LABEL_DAYS": str(LABEL_DAYS),
-           "RECPIPE_RANKER__SEED": str(seed),
-           "RECPIPE_RANKER__MODEL_DIR": str(lake_dir / "models" / "ranker"),
            "RECPIPE_RUNS_DIR": str(lake_dir / "runs")}
     if epochs is not None:
         env["RECPIPE_RANKER__EPOCHS"] = str(epochs)
+    if architecture is not None:
+        env["RECPIPE_RANKER__ARCHITECTURE"] = architecture
     with environment(env):
         settings = load_settings(env=settings.env)
         started = time.perf_counter()
@@ -422,51 +464,56 @@ def run_pipeline(settings: Settings, lake_dir: Path, seed: int, epochs: int | No
         examples_seconds = time.perf_counter() - started
         if "skipped" in examples:
             raise RuntimeError(f"no ranker examples for {d2}: {examples['skipped']}")
+        example_rows = lake.read_arrow(EXAMPLES.name, [d2])
         mlflow_cfg = MlflowSettings(tracking_uri=f"sqlite:///{lake_dir / 'mlflow.db'}",
                                     artifact_root=str(lake_dir / "mlflow-artifacts"))
-        started = time.perf_counter()
-        trained = run_train_ds(settings, d2, mlflow_cfg)
-        train_seconds = time.perf_counter() - started
-        candidates = lake.read_spark(spark, "gold/candidates", [d2])
-        ranked_df = ranked_candidates(spark, candidates, settings, d2).persist()
-        started = time.perf_counter()
-        ranked_rows = ranked_df.count()
-        rank_seconds = time.perf_counter() - started
-        ranked = ranked_df.toArrow()
-        lists = {"ranked": topn_table(spark, ranked_df, settings, d2),
-                 "retrieval": topn_table(spark, candidates, settings, d2)}
         inputs = read_inputs(lake, settings, d2)
         holdout = build_holdout(inputs.events, inputs.train, inputs.catalogue,
                                 eval_sections(settings).offline, settings.seed)
-        cand_table = candidates.toArrow()
-        example_rows = lake.read_arrow(EXAMPLES.name, [d2])
-        infer = infer_rate(export_dir(settings, d2), example_rows,
-                           settings.ranker.eval_batch_size)
-    scores = {name: surface_metrics(table, holdout) for name, table in lists.items()}
-    m = trained["metrics"]
-    result = {
-        "ndcg@10_ranked": scores["ranked"]["ndcg@10"],
-        "ndcg@10_retrieval": scores["retrieval"]["ndcg@10"],
-        "recall@100_ranked": scores["ranked"]["recall@100"],
-        "recall@100_retrieval": scores["retrieval"]["recall@100"],
-        "auc": m["valid_auc"],
-        "logloss": m["valid_logloss"],
-        "train_samples_per_s": m["train_samples_per_s"],
-        "infer_samples_per_s": infer,
-        "rank_candidates_rows_per_s": ranked_rows / rank_seconds,
-        "candidates_ndcg@10_ranked": candidate_metrics(ranked, holdout),
-        "candidates_ndcg@10_retrieval": candidate_metrics(cand_table, holdout),
+        candidates = lake.read_spark(spark, "gold/candidates", [d2])
+        retrieval = surface_metrics(topn_table(spark, candidates, settings, d2), holdout)
+        retrieval_candidates = candidate_metrics(candidates.toArrow(), holdout)
+        started = time.perf_counter()
+        featured = add_features(candidates, feature_inputs(spark, lake, settings, d2)).persist()
+        featured_rows = featured.count()
+        feature_seconds = time.perf_counter() - started
+        per_seed = []
+        for seed in seeds:
+            rs = settings.ranker.model_copy(update={
+                "seed": seed, "model_dir": str(lake_dir / "models" / f"seed-{seed}")})
+            per_seed.append(score_seed(spark, settings.model_copy(update={"ranker": rs}),
+                                       featured, candidates, holdout, mlflow_cfg,
+                                       example_rows))
+        featured.unpersist()
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in per_seed]))
+
+    first = per_seed[0]
+    result: dict[str, Any] = {
+        "ndcg@10_ranked": mean("ndcg@10_ranked"),
+        "ndcg@10_retrieval": retrieval["ndcg@10"],
+        "recall@100_ranked": mean("recall@100_ranked"),
+        "recall@100_retrieval": retrieval["recall@100"],
+        "auc": mean("auc"),
+        "logloss": mean("logloss"),
+        "train_samples_per_s": mean("train_samples_per_s"),
+        "infer_samples_per_s": mean("infer_samples_per_s"),
+        "rank_candidates_rows_per_s": featured_rows / (
+            feature_seconds + first["seconds"]["score"]),
+        "candidates_ndcg@10_ranked": mean("candidates_ndcg@10_ranked"),
+        "candidates_ndcg@10_retrieval": retrieval_candidates,
+        "ndcg@10_ranked_min": float(min(r["ndcg@10_ranked"] for r in per_seed)),
+        "seeds": seeds,
+        "per_seed": per_seed,
         "holdout_users": holdout.n_users,
         "surface": SURFACE,
         "dates": {"candidates": d1, "ranker": d2, "label_window": examples["label_window"],
                   "holdout_days": HOLDOUT_DAYS},
         "examples": {k: examples[k] for k in ("rows", "positives", "users", "by_origin")},
-        "training": {k: m[k] for k in ("best_epoch", "epochs_run", "train_rows", "valid_rows",
-                                       "valid_ndcg_at_10_ranked",
-                                       "valid_ndcg_at_10_retrieval")},
         "architecture": settings.ranker.architecture,
         "seconds": {"pipeline_to_candidates": pipeline_seconds, "examples": examples_seconds,
-                    "train": train_seconds, "rank_candidates": rank_seconds},
+                    "features": feature_seconds},
     }
     base = result["ndcg@10_retrieval"]
     result["ndcg@10_gain"] = result["ndcg@10_ranked"] - base
@@ -477,15 +524,22 @@ def run_pipeline(settings: Settings, lake_dir: Path, seed: int, epochs: int | No
 def format_pipeline(r: dict[str, Any]) -> str:
     """The printed comparison of the pipeline part."""
     d = r["dates"]
-    return "\n".join([
+    seeds = r["seeds"]
+    lines = [
         f"MovieLens 100K, temporal split: holdout {d['holdout_days']} days up to "
         f"{d['ranker']} ({r['holdout_users']} users), surface {r['surface']}; ranker "
         f"({r['architecture']}) trained on the candidates of {d['candidates']} labelled "
-        f"{d['label_window'][0]} .. {d['label_window'][1]}",
+        f"{d['label_window'][0]} .. {d['label_window'][1]}; "
+        f"{'mean of seeds ' + ','.join(map(str, seeds)) if len(seeds) > 1 else f'seed {seeds[0]}'}",
         f"{'top-N ordered by':<26}{'NDCG@10':>9}{'recall@100':>12}",
         f"{'retrieval blend (baseline)':<26}{r['ndcg@10_retrieval']:>9.4f}"
         f"{r['recall@100_retrieval']:>12.4f}",
         f"{'ranker':<26}{r['ndcg@10_ranked']:>9.4f}{r['recall@100_ranked']:>12.4f}",
+    ]
+    if len(seeds) > 1:
+        lines.append("  per seed NDCG@10: " + ", ".join(
+            f"{p['seed']}: {p['ndcg@10_ranked']:.4f}" for p in r["per_seed"]))
+    lines += [
         f"ranker vs retrieval-only NDCG@10: {r['ndcg@10_gain']:+.4f} "
         f"({100 * r['ndcg@10_gain_relative']:+.1f} %); candidates without business rules: "
         f"{r['candidates_ndcg@10_ranked']:.4f} vs {r['candidates_ndcg@10_retrieval']:.4f}",
@@ -493,7 +547,8 @@ def format_pipeline(r: dict[str, Any]) -> str:
         f"{r['train_samples_per_s']:,.0f} samples/s; batch inference "
         f"{r['infer_samples_per_s']:,.0f} samples/s (encode + forward), "
         f"{r['rank_candidates_rows_per_s']:,.0f} rows/s (Spark pass, features included)",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -519,6 +574,21 @@ def run_ctr(settings: Settings, args: argparse.Namespace, models: list[str], see
     }
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"42,1,2"`` -> ``[42, 1, 2]``.
+
+    Raises:
+        UsageError: an entry is not an integer, or none is given.
+    """
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise UsageError(f"--seeds must list at least one seed, got {text!r}")
+    return seeds
+
+
 def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen parts, print their tables, write the JSON; return the result.
 
@@ -532,15 +602,15 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
     seed = settings.ranker.seed if args.seed is None else args.seed
+    seeds = parse_seeds(args.seeds) if args.seeds else [seed]
     result: dict[str, Any] = {}
     if args.part in ("pipeline", "all"):
-        if args.lake is not None:
-            result.update(run_pipeline(settings, args.lake, seed, args.epochs))
-        else:
-            tmp = Path(tempfile.mkdtemp(prefix="recpipe-bench-ranker-"))
-            try:
-                result.update(run_pipeline(settings, tmp, seed, args.epochs))
-            finally:
+        tmp = None if args.lake else Path(tempfile.mkdtemp(prefix="recpipe-bench-ranker-"))
+        try:
+            result.update(run_pipeline(settings, args.lake or tmp, seeds, args.epochs,
+                                       args.architecture))
+        finally:
+            if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
         print(format_pipeline(result))
     if args.part in ("ctr", "all"):

@@ -39,9 +39,9 @@ with DAG(
         "execution_timeout": timedelta(minutes=30),
     },
     params={
-        "spool": Param(os.environ.get("RECPIPE_SPOOL", ""), type="string",
-                       description="event spool folder of the lookup service "
-                                   "(empty: serving.spool_dir)"),
+        "spool": Param("", type="string",
+                       description="event spool folder of the lookup service (empty: the "
+                                   "setting serving.spool_dir, RECPIPE_SERVING__SPOOL_DIR)"),
     },
     tags=["recpipe"],
 ) as dag:

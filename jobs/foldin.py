@@ -3,11 +3,12 @@
 Shapes: B changed users, I items of the release, F factors.
 
 An hourly run for ``(ds, hour)`` has a logical time ``cutoff = ds hour:00 UTC`` (Airflow's
-``logical_date``). It builds on a nightly *base* release of date ``base_ds``, whose data end
-at ``since = base_ds + 1 day 00:00 UTC``. The users to refresh are those with an event
-``since <= ts < cutoff``; each is refreshed from all their events in the look-back window
-before ``cutoff``. The result depends only on ``(ds, hour)``, the base release and the events,
-not on which earlier hours ran, so a rerun or a skipped hour changes nothing.
+``logical_date``). It builds on a nightly *base* release, which records the version of
+``silver/interactions`` it was built from. The users to refresh are those with an event in
+silver now, before ``cutoff``, that was not there at that version (late arrivals included);
+each is refreshed from all their events of the look-back window before ``cutoff``. The
+result depends only on ``(ds, hour)``, the base release and the events, not on which earlier
+hours ran, so a rerun or a skipped hour changes nothing.
 
 No Spark, no paths: :mod:`jobs.hourly` reads the tables and calls these functions.
 """
@@ -47,61 +48,57 @@ class HourWindow:
     Attributes:
         ds: the run's logical date ``YYYY-MM-DD``.
         hour: the run's logical hour (0-23, UTC).
-        since: first instant the base release does not cover (end of the base's ``ds``).
         cutoff: the run's logical time; events at or after it wait for a later hour.
         first_date: first event date of the look-back window folded into user vectors.
     """
 
     ds: str
     hour: int
-    since: datetime
     cutoff: datetime
     first_date: str
 
-    @property
-    def new_dates(self) -> tuple[str, str]:
-        """``(first, last)`` event dates (inclusive) that can hold events of the window."""
-        last = (self.cutoff - timedelta(microseconds=1)).date()
-        return self.since.date().isoformat(), last.isoformat()
 
-    @property
-    def is_empty(self) -> bool:
-        """True when the cutoff is not after the base's data end (nothing can be new)."""
-        return self.cutoff <= self.since
-
-
-def hour_window(ds: str, hour: int, base_ds: str, lookback_days: int) -> HourWindow:
-    """The window of the hourly run ``(ds, hour)`` on a base release of ``base_ds``.
+def hour_window(ds: str, hour: int, lookback_days: int) -> HourWindow:
+    """The window of the hourly run ``(ds, hour)``.
 
     Args:
         ds: logical date ``YYYY-MM-DD``.
         hour: logical hour, 0-23 (UTC).
-        base_ds: the ``ds`` of the nightly release the run builds on.
         lookback_days: ``matrix.lookback_days``: event dates folded in end at ``ds`` and
             start this many days earlier (inclusive).
 
     Raises:
-        ValueError: ``hour`` is outside 0-23, a date is malformed or ``lookback_days`` < 1.
+        ValueError: ``hour`` is outside 0-23, ``ds`` is malformed or ``lookback_days`` < 1.
     """
-    if not isinstance(hour, int) or not 0 <= hour <= 23:
+    if not isinstance(hour, int) or isinstance(hour, bool) or not 0 <= hour <= 23:
         raise ValueError(f"hour must be an integer 0-23, got {hour!r}")
     if lookback_days < 1:
         raise ValueError(f"lookback_days must be >= 1, got {lookback_days}")
     day = date.fromisoformat(ds)
     cutoff = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-    base = date.fromisoformat(base_ds) + timedelta(days=1)
-    since = datetime(base.year, base.month, base.day, tzinfo=UTC)
     first = (day - timedelta(days=lookback_days - 1)).isoformat()
-    return HourWindow(ds=day.isoformat(), hour=hour, since=since, cutoff=cutoff,
-                      first_date=first)
+    return HourWindow(ds=day.isoformat(), hour=hour, cutoff=cutoff, first_date=first)
 
 
-def new_events(events: pa.Table, window: HourWindow) -> pa.Table:
-    """Rows of ``events`` (needs a UTC ``ts``) with ``window.since <= ts < window.cutoff``."""
-    ts = events.column("ts")
-    keep = pc.and_(pc.greater_equal(ts, pa.scalar(window.since, ts.type)),
-                   pc.less(ts, pa.scalar(window.cutoff, ts.type)))
-    return events.filter(keep)
+def new_events(now: pa.Table, before_ids: pa.Array | pa.ChunkedArray | Sequence[str],
+               cutoff: datetime) -> pa.Table:
+    """Events of ``now`` before ``cutoff`` whose ``event_id`` is not in ``before_ids``.
+
+    Args:
+        now: current silver rows (``event_id``, ``ts`` UTC, ...) of the partitions that
+            changed since the base release.
+        before_ids: the event ids those partitions held when the base release was built.
+        cutoff: the run's logical time (exclusive).
+    """
+    if isinstance(before_ids, pa.ChunkedArray):
+        values = before_ids.combine_chunks()
+    elif isinstance(before_ids, pa.Array):
+        values = before_ids
+    else:
+        values = pa.array(list(before_ids), pa.string())
+    ts = now.column("ts")
+    seen = pc.is_in(now.column("event_id"), value_set=values.cast(pa.string()))
+    return now.filter(pc.and_(pc.less(ts, pa.scalar(cutoff, ts.type)), pc.invert(seen)))
 
 
 def changed_users(new: pa.Table) -> list[str]:

@@ -7,9 +7,9 @@ Two steps, each a task of the ``recpipe_hourly`` DAG (``--step``; default both):
    earlier hourly run claimed are claimed for ``(ds, hour)`` in ``ops/hourly_files`` and
    ingested as one batch (``recpipe ingest``: bronze, validation, silver). A rerun of the
    hour ingests the same claimed files again, which :mod:`jobs.ingest` makes a no-op.
-2. ``release``: on the live release (``CURRENT``), for every user with an event between the
-   end of the nightly base's date and the run's logical time ``ds HH:00`` (see
-   :mod:`jobs.foldin`): fold their interactions of the look-back window (confidences of
+2. ``release``: on the live release (``CURRENT``), for every user with an event before the
+   run's logical time ``ds HH:00`` that reached silver after the nightly base release was
+   built (see :mod:`jobs.foldin`): fold their interactions of the look-back window (confidences of
    :func:`jobs.training_matrix.transform`) into user vectors with the release's item
    vectors fixed, build their candidates (:mod:`jobs.candidates`; the items of their new
    events are excluded), score them (:func:`jobs.topn.score_candidates`, the base date's
@@ -29,6 +29,8 @@ import logging
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +54,7 @@ from jobs.foldin import (
     release_id,
 )
 from jobs.lake import Lake
-from jobs.schemas import BRONZE_EVENTS, SILVER_INTERACTIONS, TableSpec, register
+from jobs.schemas import BRONZE_EVENTS, SILVER_INTERACTIONS, TableSpec, register, spec_for
 from jobs.sources import FORMATS, batch_id, list_source_files
 from jobs.window import dates_between
 
@@ -187,10 +189,28 @@ def ingest_step(spark: SparkSession, settings: Settings, ds: str, hour: int,
 
 
 # -- step 2: fold in, recompute, release ------------------------------------------------------
-def live_base(root: Path) -> tuple[str, dict, str, str] | None:
-    """``(current_id, current_manifest, base_id, base_ds)`` of the live release, or None.
+@dataclass(frozen=True)
+class LiveBase:
+    """The live release and the nightly release it builds on (itself when it is nightly).
 
-    The base is the nightly release the live one builds on (itself when it is nightly).
+    Attributes:
+        parent_id, parent: the live release's id and manifest.
+        base_id, base_ds: the nightly base release and its date.
+        silver_version: the ``silver/interactions`` version the base was built from.
+    """
+
+    parent_id: str
+    parent: dict[str, Any]
+    base_id: str
+    base_ds: str
+    silver_version: int
+
+
+def live_base(root: Path) -> LiveBase | None:
+    """The :class:`LiveBase` of ``CURRENT`` under ``root``, or None if nothing is published.
+
+    Raises:
+        FoldInError: the base does not record the ``silver/interactions`` version it read.
     """
     from serving_export.publish import current_release
     from serving_export.release_format import read_manifest
@@ -201,8 +221,38 @@ def live_base(root: Path) -> tuple[str, dict, str, str] | None:
     manifest = read_manifest(root / current)
     hourly = (manifest.get("extra") or {}).get("hourly")
     if hourly:
-        return current, manifest, hourly["base"], hourly["base_ds"]
-    return current, manifest, current, manifest["ds"]
+        return LiveBase(current, manifest, hourly["base"], hourly["base_ds"],
+                        int(hourly["base_silver_version"]))
+    version = (manifest.get("table_versions") or {}).get(SILVER_INTERACTIONS.name)
+    if version is None:
+        raise FoldInError(f"release {current} does not record the {SILVER_INTERACTIONS.name} "
+                          f"version it was built from; cannot tell which events are new")
+    return LiveBase(current, manifest, current, manifest["ds"], int(version))
+
+
+def changed_partitions(lake: Lake, name: str, version: int) -> list[str]:
+    """Partition values of table ``name`` whose files differ between ``version`` and now."""
+    column = f"partition.{spec_for(name).partition_by[0]}"
+
+    def files(v: int | None) -> dict[str, str]:
+        actions = pa.table(lake.table(name, v).get_add_actions(flatten=True))
+        return dict(zip(actions.column("path").to_pylist(),
+                        actions.column(column).to_pylist(), strict=True))
+
+    before, now = files(version), files(None)
+    return sorted({p for f, p in now.items() if f not in before}
+                  | {p for f, p in before.items() if f not in now})
+
+
+def silver_since(lake: Lake, version: int, cutoff: datetime) -> pa.Table:
+    """Silver events before ``cutoff`` that were not in ``silver/interactions`` at
+    ``version`` (:func:`jobs.foldin.new_events` over the partitions changed since)."""
+    name = SILVER_INTERACTIONS.name
+    dates = changed_partitions(lake, name, version)
+    if not dates:
+        return SILVER_INTERACTIONS.schema.empty_table().select(EVENT_COLUMNS)
+    before = lake.read_arrow(name, dates, ["event_id"], version=version).column("event_id")
+    return new_events(lake.read_arrow(name, dates, EVENT_COLUMNS), before, cutoff)
 
 
 def settings_key(settings: Settings) -> dict[str, Any]:
@@ -356,7 +406,6 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
     from pyspark.sql import functions as F
 
     from jobs.training_matrix import transform as matrix_transform
-    from serving_export.publish import current_release, publish
     from serving_export.release import (
         Embeddings,
         GateVerdict,
@@ -370,26 +419,18 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
     live = live_base(root)
     if live is None:
         return {"skipped": "no release is published yet"}
-    parent_id, parent, base_id, base_ds = live
-    window = hour_window(ds, hour, base_ds, settings.matrix.lookback_days)
+    parent_id, parent, base_id, base_ds = live.parent_id, live.parent, live.base_id, \
+        live.base_ds
+    window = hour_window(ds, hour, settings.matrix.lookback_days)
     report: dict[str, Any] = {"ds": ds, "hour": hour, "parent": parent_id, "base": base_id,
-                              "since": window.since.isoformat(),
                               "cutoff": window.cutoff.isoformat()}
     live_hourly = (parent.get("extra") or {}).get("hourly") or {}
-    if window.is_empty:
-        return {**report, "skipped": f"the live release already covers events up to "
-                                     f"{window.since.isoformat()}"}
     if live_hourly.get("cutoff", "") > window.cutoff.isoformat():
         return {**report, "skipped": f"a later hour ({live_hourly['cutoff']}) is live"}
     if (parent.get("gate") or {}).get("passed") is not True:
         return {**report, "skipped": f"the live release {parent_id} did not pass the gate"}
 
-    first_new, last_new = window.new_dates
-    silver_dates = lake.partitions(SILVER_INTERACTIONS.name)
-    new_dates = dates_between(silver_dates, first_new, last_new)
-    fresh = new_events(lake.read_arrow(SILVER_INTERACTIONS.name, new_dates, EVENT_COLUMNS)
-                       if new_dates else SILVER_INTERACTIONS.schema.empty_table()
-                       .select(EVENT_COLUMNS), window)
+    fresh = silver_since(lake, live.silver_version, window.cutoff)
     users = changed_users(fresh)
     report.update(new_events=fresh.num_rows, users=len(users))
     if not users:
@@ -401,7 +442,8 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
     # All events of the changed users in the look-back window, up to the cutoff.
     changed = spark.createDataFrame([(u,) for u in users], "user_id string")
     window_events = (lake.read_spark(spark, SILVER_INTERACTIONS.name,
-                                     dates_between(silver_dates, window.first_date, ds))
+                                     dates_between(lake.partitions(SILVER_INTERACTIONS.name),
+                                                   window.first_date, ds))
                      .join(F.broadcast(changed), "user_id")
                      .where(F.col("ts") < F.lit(window.cutoff))
                      .cache())
@@ -442,22 +484,25 @@ def release_step(spark: SparkSession, settings: Settings, ds: str, hour: int
                             "foldin": f"foldin-{rid}"},
             table_versions={SILVER_INTERACTIONS.name: lake.version(SILVER_INTERACTIONS.name)},
             metrics=dict(parent.get("metrics") or {}),
-            extra={"hourly": {"base": base_id, "base_ds": base_ds, "ds": ds, "hour": hour,
-                              "since": window.since.isoformat(),
-                              "cutoff": window.cutoff.isoformat(), "users": len(users),
-                              "folded_users": len(folded), "new_events": fresh.num_rows,
-                              "window_events": len(event_ids)}},
+            extra={"hourly": {"base": base_id, "base_ds": base_ds,
+                              "base_silver_version": live.silver_version, "ds": ds,
+                              "hour": hour, "cutoff": window.cutoff.isoformat(),
+                              "users": len(users), "folded_users": len(folded),
+                              "new_events": fresh.num_rows, "window_events": len(event_ids)}},
         )
         write_release(root, rid, data, parent=parent_id)
         report.update(folded_users=len(folded),
                       topn_rows={s: t.num_rows for s, t in lists.items()})
     window_events.unpersist()
-    report["published"] = publish_if_live(root, rid, parent_id, current_release, publish)
+    report["published"] = publish_if_live(root, rid, parent_id)
     return report
 
 
-def publish_if_live(root: Path, rid: str, parent_id: str, current_release, publish) -> bool:
-    """Publish ``rid`` unless ``CURRENT`` moved away from its parent meanwhile."""
+def publish_if_live(root: Path, rid: str, parent_id: str) -> bool:
+    """Publish ``rid`` unless ``CURRENT`` moved away from its parent meanwhile (a nightly
+    release or a rollback won); return whether ``rid`` is live."""
+    from serving_export.publish import current_release, publish
+
     now = current_release(root)
     if now == rid:
         return True

@@ -288,15 +288,12 @@ class ItemSide:
 
 
 def _matrix(table: pa.Table, column: str) -> np.ndarray:
+    """A list<float> column as float32 (N, D), D its longest row; shorter rows are zeros."""
     values = table.column(column).combine_chunks()
     if table.num_rows == 0 or values.null_count == len(values):
         return np.zeros((table.num_rows, 0), np.float32)
-    dim = max(len(v) for v in values.to_pylist() if v is not None)
-    out = np.zeros((table.num_rows, dim), np.float32)
-    for i, v in enumerate(values.to_pylist()):
-        if v is not None and len(v) == dim:
-            out[i] = v
-    return out
+    dim = int(pc.max(pc.list_value_length(values)).as_py() or 0)
+    return list_matrix(values, dim)[0]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

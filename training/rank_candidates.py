@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from conf import Settings
 from jobs.lake import Lake
@@ -86,6 +87,30 @@ def score_batches(batches, path: str, columns: list[str], batch_size: int, threa
         yield pa.RecordBatch.from_arrays(arrays, names=columns)
 
 
+def score_featured(featured: DataFrame, export: Path, schema: StructType, settings: Settings
+                   ) -> DataFrame:
+    """Score featured candidates with the export at ``export``.
+
+    Args:
+        featured: candidate rows with the features of :func:`training.examples.add_features`.
+        export: an export directory (read by every Spark task: a shared or local path).
+        schema: the output schema, the candidates' own (``score`` is replaced).
+        settings: ``spark.shuffle_partitions`` and the ranker's batch size and threads.
+
+    Returns:
+        ``schema``'s columns, ``score`` the ranker's probability.
+    """
+    columns = [f.name for f in schema.fields]
+    size, threads, where = settings.ranker.eval_batch_size, settings.ranker.score_threads, \
+        str(export)
+
+    def body(batches):
+        yield from score_batches(batches, where, columns, size, threads)
+
+    return (featured.repartition(max(1, settings.spark.shuffle_partitions), "user_id")
+            .mapInArrow(body, schema))
+
+
 def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Settings,
                       ds: str) -> DataFrame:
     """The candidates of ``ds`` scored by the ranker of ``ds``, if there is one.
@@ -115,14 +140,5 @@ def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Sett
     manifest = read_manifest(path, verify=True)
     log.info("ranking the candidates of %s with %s (%s, valid AUC %.4f)", ds, path,
              manifest.get("architecture"), manifest.get("metrics", {}).get("valid_auc", 0.0))
-    inputs = feature_inputs(spark, Lake(settings), settings, ds)
-    columns = list(candidates.columns)
-    featured = add_features(candidates, inputs).repartition(
-        max(1, settings.spark.shuffle_partitions), "user_id")
-    size, threads, where = settings.ranker.eval_batch_size, settings.ranker.score_threads, \
-        str(path)
-
-    def body(batches):
-        yield from score_batches(batches, where, columns, size, threads)
-
-    return featured.mapInArrow(body, candidates.schema)
+    featured = add_features(candidates, feature_inputs(spark, Lake(settings), settings, ds))
+    return score_featured(featured, path, candidates.schema, settings)

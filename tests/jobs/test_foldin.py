@@ -33,41 +33,33 @@ def _events(rows):
                      "ts": pa.array([_t(t) for t in times], TS)})
 
 
-def test_window_runs_from_the_end_of_the_base_date_to_the_logical_hour():
-    w = hour_window("2024-03-05", 11, "2024-03-03", lookback_days=30)
-    assert w.since == datetime(2024, 3, 4, tzinfo=UTC)
+def test_window_ends_at_the_logical_hour_and_looks_back_whole_days():
+    w = hour_window("2024-03-05", 11, lookback_days=30)
     assert w.cutoff == datetime(2024, 3, 5, 11, tzinfo=UTC)
     assert w.first_date == "2024-02-05"  # 30 days ending 2024-03-05, inclusive
-    assert w.new_dates == ("2024-03-04", "2024-03-05")
-    assert not w.is_empty
+    assert hour_window("2024-03-05", 0, lookback_days=1).first_date == "2024-03-05"
 
 
-def test_window_at_midnight_ends_on_the_previous_date_and_can_be_empty():
-    w = hour_window("2024-03-05", 0, "2024-03-03", lookback_days=1)
-    assert w.new_dates == ("2024-03-04", "2024-03-04")
-    assert w.first_date == "2024-03-05"
-    assert hour_window("2024-03-04", 0, "2024-03-03", 1).is_empty      # cutoff == since
-    assert hour_window("2024-03-03", 23, "2024-03-03", 1).is_empty     # before the base ends
-
-
-@pytest.mark.parametrize("hour", [-1, 24, 1.5])
+@pytest.mark.parametrize("hour", [-1, 24, 1.5, True])
 def test_window_refuses_a_bad_hour(hour):
     with pytest.raises(ValueError, match="hour must be an integer 0-23"):
-        hour_window("2024-03-05", hour, "2024-03-03", 30)
+        hour_window("2024-03-05", hour, 30)
 
 
-def test_new_events_include_since_and_exclude_the_cutoff():
-    w = hour_window("2024-03-05", 11, "2024-03-03", 30)
+def test_new_events_are_unseen_by_the_base_and_before_the_cutoff():
     events = _events([
-        ("a", "i1", "click", "2024-03-03T23:59:59"),  # covered by the base
-        ("b", "i1", "click", "2024-03-04T00:00:00"),  # first instant after the base
-        ("c", "i2", "view", "2024-03-05T10:59:59"),
-        ("d", "i3", "click", "2024-03-05T11:00:00"),  # at the cutoff: next hour
-        ("b", "i4", "purchase", "2024-03-05T09:00:00"),
+        ("a", "i1", "click", "2024-03-04T09:00:00"),  # e0: the base had it
+        ("b", "i1", "click", "2024-03-01T23:00:00"),  # e1: late arrival for an old date
+        ("c", "i2", "view", "2024-03-05T10:59:59"),   # e2
+        ("d", "i3", "click", "2024-03-05T11:00:00"),  # e3: at the cutoff, next hour
+        ("b", "i4", "purchase", "2024-03-05T09:00:00"),  # e4
     ])
-    fresh = new_events(events, w)
+    cutoff = datetime(2024, 3, 5, 11, tzinfo=UTC)
+    fresh = new_events(events, ["e0", "x9"], cutoff)
     assert fresh.column("event_id").to_pylist() == ["e1", "e2", "e4"]
     assert changed_users(fresh) == ["b", "c"]
+    chunked = pa.chunked_array([["e0"], ["e1"]])
+    assert new_events(events, chunked, cutoff).column("event_id").to_pylist() == ["e2", "e4"]
 
 
 def test_recent_items_are_distinct_most_recent_first():
@@ -133,7 +125,7 @@ def test_merge_purchased_adds_new_purchases_once():
 
 
 def test_release_id_names_the_hour_and_depends_on_the_inputs_only():
-    w = hour_window("2024-03-05", 7, "2024-03-03", 30)
+    w = hour_window("2024-03-05", 7, 30)
     key = {"seed": 1}
     rid = release_id(w, "base-1", ["e2", "e1"], key)
     assert rid.startswith("2024-03-05T07-") and len(rid) == len("2024-03-05T07-") + 8
@@ -141,7 +133,7 @@ def test_release_id_names_the_hour_and_depends_on_the_inputs_only():
     assert release_id(w, "base-1", ["e1", "e2", "e3"], key) != rid
     assert release_id(w, "base-2", ["e1", "e2"], key) != rid
     assert release_id(w, "base-1", ["e1", "e2"], {"seed": 2}) != rid
-    assert release_id(hour_window("2024-03-05", 8, "2024-03-03", 30), "base-1",
+    assert release_id(hour_window("2024-03-05", 8, 30), "base-1",
                       ["e1", "e2"], key) != rid
 
 

@@ -124,15 +124,18 @@ def _silver(rows):
         "event_date": [t.date().isoformat() for t in ts]})
 
 
-EVENTS = [
+BASE_EVENTS = [
     ("h1", "u1", "i1", "rating", "2024-01-01T12:00:00", 5.0),
     ("h2", "u2", "i4", "rating", "2024-01-01T12:00:00", 4.0),
-    ("n1", "u1", "i3", "click", "2024-01-02T10:15:00"),   # new: u1 is refreshed
-    ("n2", "u2", "i5", "click", "2024-01-02T11:30:00"),   # after the cutoff: waits
+]
+LATER_EVENTS = [  # reach silver after the base release was built
+    ("n1", "u1", "i3", "click", "2024-01-02T10:15:00"),   # u1 is refreshed at 11:00
+    ("n2", "u2", "i5", "click", "2024-01-02T11:30:00"),   # after 11:00: waits for 12:00
+    ("l1", "u3", "i2", "click", "2024-01-01T20:00:00"),   # a late arrival for the base date
 ]
 
 
-def _base_release(settings):
+def _base_release(settings, silver_version):
     from serving_export.release import (
         Embeddings,
         GateVerdict,
@@ -155,7 +158,8 @@ def _base_release(settings):
         users=pa.table({"user_id": ["u1", "u2"], "purchased": [["i6"], []]}),
         user_embeddings=Embeddings(["u1", "u2"], np.array([[1, 0], [0, 1]], np.float32)),
         item_embeddings=Embeddings(ITEMS, ITEM_VECS),
-        model_versions={"embeddings": "als-test"}, metrics={"ndcg@10": 0.3})
+        model_versions={"embeddings": "als-test"}, metrics={"ndcg@10": 0.3},
+        table_versions={} if silver_version is None else {"silver/interactions": silver_version})
     write_release(root, BASE_ID, data)
     publish(root, BASE_ID)
     return root
@@ -164,7 +168,7 @@ def _base_release(settings):
 @pytest.fixture
 def tiny_lake(hourly_settings):
     lake = Lake(hourly_settings)
-    lake.overwrite_partitions("silver/interactions", _silver(EVENTS))
+    version = lake.overwrite_partitions("silver/interactions", _silver(BASE_EVENTS))
     lake.overwrite_partitions("silver/items", pa.table({
         "item_id": ITEMS, "title": ITEMS, "categories": [[c] for c in "aabbcc"],
         "attributes": pa.array([[]] * 6, pa.map_(pa.string(), pa.string())),
@@ -173,7 +177,9 @@ def tiny_lake(hourly_settings):
     vec = pa.array(ITEM_VECS.tolist(), pa.list_(pa.float32()))
     lake.overwrite_partitions("gold/item_embeddings", pa.table({
         "id": ITEMS, "vector": vec, "model_version": ["als-test"] * 6, "ds": [BASE_DS] * 6}))
-    return lake, _base_release(hourly_settings)
+    root = _base_release(hourly_settings, version)
+    lake.overwrite_partitions("silver/interactions", _silver(BASE_EVENTS + LATER_EVENTS))
+    return lake, root
 
 
 def _expected_u1_vector(settings):
@@ -203,7 +209,7 @@ def test_release_step_refreshes_only_changed_users_on_a_linked_parent(
     _, root = tiny_lake
     report = release_step(spark, hourly_settings, DS, HOUR)
     rid = report["release_id"]
-    assert (report["users"], report["new_events"], report["published"]) == (1, 1, True)
+    assert (report["users"], report["new_events"], report["published"]) == (2, 2, True)
     assert current_release(root) == rid and rid.startswith("2024-01-02T11-")
     base, rel = load_release(root / BASE_ID), load_release(root / rid)
     assert rel.manifest["parent"] == BASE_ID and rel.manifest["gate"]["passed"]
@@ -218,6 +224,9 @@ def test_release_step_refreshes_only_changed_users_on_a_linked_parent(
         got = names(rel, "u1", surface)
         assert got and "i3" not in got and "i1" not in got
     assert names(rel, "u1") != names(base, "u1")
+    # u3 is new: the late click gives a vector and a list without the clicked item
+    assert rel.user_row("u3") >= 0 and rel.user_has_vector[rel.user_row("u3")]
+    assert names(rel, "u3") and "i2" not in names(rel, "u3")
     # u2's click came after the cutoff: u2 keeps the nightly list, vector and purchases
     assert names(rel, "u2") == names(base, "u2") == ["i1", "i2", "i3"]
     assert rel.user_vectors[rel.user_row("u2")].tolist() == [0.0, 1.0]
@@ -238,7 +247,7 @@ def test_release_step_refreshes_only_changed_users_on_a_linked_parent(
 
     # the next hour builds on the live hourly release and now refreshes u2 too
     nxt = release_step(spark, hourly_settings, DS, HOUR + 1)
-    assert nxt["users"] == 2 and nxt["parent"] == rid and nxt["base"] == BASE_ID
+    assert nxt["users"] == 3 and nxt["parent"] == rid and nxt["base"] == BASE_ID
     last = load_release(root / nxt["release_id"])
     assert "i5" not in names(last, "u2") and names(last, "u2") != names(base, "u2")
     assert os.stat(root / nxt["release_id"] / "items/vectors.npy").st_ino == \
@@ -254,9 +263,18 @@ def test_release_step_skips_without_new_events_or_published_release(
     from serving_export.publish import current_release
 
     _, root = tiny_lake
-    assert release_step(spark, hourly_settings, DS, 10)["skipped"] == "no new events"
-    assert "already covers" in release_step(spark, hourly_settings, BASE_DS, 23)["skipped"]
+    # at 2024-01-01 20:00 every event not in the base is still in the future
+    assert release_step(spark, hourly_settings, BASE_DS, 20)["skipped"] == "no new events"
     assert current_release(root) == BASE_ID
     (root / "CURRENT").unlink()
     assert release_step(spark, hourly_settings, DS, HOUR)["skipped"] == \
         "no release is published yet"
+
+
+@pytest.mark.spark
+def test_release_step_needs_the_silver_version_of_the_base(spark, hourly_settings):
+    from jobs.foldin import FoldInError
+
+    _base_release(hourly_settings, None)
+    with pytest.raises(FoldInError, match="silver/interactions version"):
+        release_step(spark, hourly_settings, DS, HOUR)
