@@ -21,6 +21,9 @@ class CandidateSettings(Section):
         default_factory=lambda: {"ann": 1.0, "content": 0.3, "session": 0.5, "popular": 1.0})
     """Weights of each strategy's rank-normalised score in the retrieval blend that orders
     candidates (and scores them where no ranker is available)."""
+    segment_weight: Fraction = 0.5
+    """Weight of a user's segment popularity against overall popularity in the popular
+    strategy (1 = the segment's own list only)."""
     history_items: PositiveInt = 10
     """The user's last N interactions seed session and content retrieval."""
     exclude_event_types: list[str] = Field(default_factory=lambda: ["purchase", "rating"])

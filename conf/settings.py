@@ -51,6 +51,9 @@ class Settings(Section):
     """Root of the Delta lake: a local folder or an object-store URI."""
     data_dir: str = "var/data"
     """Cache of downloaded datasets and converted inputs."""
+    dataset: str = ""
+    """A public dataset the nightly DAG fetches into ``landing`` first (``movielens-100k``);
+    empty in production."""
     landing: str = "var/landing"
     """Folder where new event files and catalogue snapshots arrive for ingest."""
     runs_dir: str = "var/runs"

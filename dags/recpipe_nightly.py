@@ -54,7 +54,7 @@ with DAG(
         "landing": Param(os.environ.get("RECPIPE_LANDING", DEFAULT_LANDING), type="string",
                          description="folder holding events.parquet, items.parquet, "
                                      "users.parquet for this run"),
-        "dataset": Param(os.environ.get("RECPIPE_DATASET", ""), type="string",
+        "dataset": Param(os.environ.get("RECPIPE_DATASET", ""), type="string",  # a setting
                          description="public dataset to fetch into landing first "
                                      "(e.g. movielens-100k); empty in production"),
     },
@@ -67,6 +67,7 @@ with DAG(
             env=PROFILE,
             append_env=True,
             pool="spark" if stage.spark else "default_pool",
+            **({} if stage.retries is None else {"retries": stage.retries}),
         )
         for stage in NIGHTLY
     }

@@ -114,21 +114,36 @@ def build_context(lake: Lake, ds: str, settings: Settings) -> RetrievalContext:
     pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
     covis = sp.csr_matrix(([p[2] for p in pairs], ([p[0] for p in pairs], [p[1] for p in pairs])),
                           shape=(n, n), dtype=np.float32)
-    popular = popular_lists(lake.read_arrow("gold/popularity", [ds]), row_of)
+    popular = popular_lists(lake.read_arrow("gold/popularity", [ds]), row_of,
+                            settings.candidates.segment_weight)
     return RetrievalContext(item_ids=item_ids, item_vectors=vectors, content=content_vecs,
                             neighbours=item_graph(vectors, has_cf, covis), popular=popular)
 
 
-def popular_lists(pop: pa.Table, row_of: dict[str, int]
+def popular_lists(pop: pa.Table, row_of: dict[str, int], segment_weight: float = 1.0
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """segment -> (item rows, scores) best first, from ``gold/popularity`` rows."""
-    out: dict[str, tuple[list[int], list[float]]] = {}
-    for r in sorted(pop.to_pylist(), key=lambda r: (r["segment"], r["rank"])):
+    """segment -> (item rows, scores) best first, from ``gold/popularity`` rows.
+
+    A segment's list scores each item ``segment_weight * segment score + (1 -
+    segment_weight) * overall score`` (both normalised to 1 at the top), so small segments
+    lean on the overall list instead of their own noise.
+    """
+    scores: dict[str, dict[int, float]] = {}
+    for r in pop.to_pylist():
         if r["item_id"] in row_of:
-            lst = out.setdefault(r["segment"], ([], []))
-            lst[0].append(row_of[r["item_id"]])
-            lst[1].append(r["score"])
-    lists = {s: (np.array(i, np.int64), np.array(v, np.float32)) for s, (i, v) in out.items()}
+            scores.setdefault(r["segment"], {})[row_of[r["item_id"]]] = float(r["score"])
+    overall = scores.get(ALL, {})
+    lists = {}
+    for segment, own in scores.items():
+        if segment == ALL:
+            blended = own
+        else:
+            blended = {i: segment_weight * own.get(i, 0.0)
+                       + (1 - segment_weight) * overall.get(i, 0.0)
+                       for i in set(own) | set(overall)}
+        order = sorted(blended, key=lambda i: (-blended[i], i))
+        lists[segment] = (np.array(order, np.int64),
+                          np.array([blended[i] for i in order], np.float32))
     lists.setdefault(ALL, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
     return lists
 

@@ -128,7 +128,10 @@ def transform(candidates: DataFrame, meta_broadcast, surfaces: dict[str, Surface
 
     def body(batches):
         # a user's rows may straddle two Arrow batches: regroup per partition
-        table = pa.Table.from_batches(list(batches))
+        batches = list(batches)
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
         if table.num_rows:
             yield from topn_batches(table.combine_chunks().to_batches(max_chunksize=1 << 30),
                                     meta_broadcast.value, surfaces, seed, ds)

@@ -22,6 +22,9 @@ class Stage:
     """Uses a Spark session (runs in the ``spark`` pool so two don't overrun a machine)."""
     only_if: str | None = None
     """Run only when this placeholder is non-empty (e.g. ``dataset``)."""
+    retries: int | None = None
+    """Retries for this task (default: the DAG's). The gate's verdict is deterministic: a
+    rejection is final, so it is not retried."""
 
     def argv(self, **values: str) -> list[str]:
         """The command's arguments with placeholders filled from ``values``."""
@@ -50,8 +53,8 @@ NIGHTLY: tuple[Stage, ...] = (
           spark=True),
     Stage("ranker_train", ("ranker", "train", "--ds", "{ds}"), ("ranker_examples",)),
     Stage("topn", ("topn", "--ds", "{ds}"), ("candidates", "ranker_train"), spark=True),
-    Stage("evaluate", ("evaluate", "--ds", "{ds}"), ("topn",), spark=True),
-    Stage("gate", ("gate", "--ds", "{ds}"), ("evaluate",)),
+    Stage("evaluate", ("evaluate", "--ds", "{ds}"), ("topn",)),
+    Stage("gate", ("gate", "--ds", "{ds}"), ("evaluate",), retries=0),
     Stage("export", ("export", "--ds", "{ds}"), ("gate",)),
     Stage("publish", ("release", "publish", "--ds", "{ds}"), ("export",)),
 )

@@ -45,10 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def release_for_date(root: Path, ds: str | None) -> str:
-    """The newest complete release whose manifest says ``ds`` (by creation time)."""
+    """The newest complete full (nightly, not incremental) release built for ``ds``."""
     if not ds:
         raise ReleaseError("publish needs a release id or --ds")
-    found = [r for r in list_releases(root) if r.complete and r.ds == ds]
+    found = [r for r in list_releases(root) if r.complete and r.ds == ds and not r.parent]
     if not found:
         raise ReleaseError(f"no complete release for ds={ds} under {root}")
     return max(found, key=lambda r: (r.created_at or "", r.release_id)).release_id

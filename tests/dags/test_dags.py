@@ -31,7 +31,8 @@ def test_nightly_graph(dagbag):
     assert ("load_catalog", "training_matrix") in edges
     assert {t.task_id for t in dag.tasks} == {s.task_id for s in NIGHTLY}
     for task in dag.tasks:
-        assert task.retries >= 1
+        # every task retries, except the gate: its verdict is deterministic
+        assert task.retries == (0 if task.task_id == "gate" else 2), task.task_id
     spark_tasks = {t.task_id for t in dag.tasks if t.pool == "spark"}
     assert spark_tasks == {s.task_id for s in NIGHTLY if s.spark}
 

@@ -7,7 +7,7 @@ import pytest
 from conf import load_settings
 from jobs.lake import Lake
 
-from .conftest import BIN, DS, run_checked
+from .conftest import BIN, DS, FIRST_DS, run_checked
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -111,3 +111,20 @@ def test_gate_verdict_release_and_registry(nightly_run):
     assert manifest["gate"]["passed"] is True
     release = load_release(tmp / "releases" / current)
     assert release is not None
+
+
+def test_first_night_publishes_only_if_the_gate_passed(nightly_run):
+    from evaluation.gate import load_verdict
+    from serving_export.release import list_releases, read_history
+
+    env, tmp = nightly_run
+    first_passed, reasons, _ = load_verdict(_lake(env), FIRST_DS)
+    outcome = int((tmp / "first_outcome").read_text())
+    assert (outcome == 0) == first_passed, reasons
+    first_releases = [r for r in list_releases(tmp / "releases") if r.ds == FIRST_DS]
+    published = {e["release_id"] for e in read_history(tmp / "releases")}
+    if first_passed:
+        assert any(r.release_id in published for r in first_releases)
+    else:
+        assert reasons  # the verdict says why
+        assert not any(r.release_id in published for r in first_releases)
