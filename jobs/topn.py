@@ -210,11 +210,11 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
 
 def score_candidates(spark: SparkSession, candidates: DataFrame, settings: Settings,
                      ds: str) -> DataFrame:
-    """Candidates with the score that orders them: the retrieval blend (``score``).
+    """Candidates with the score that orders them: the ranker's probability when a ranker
+    was trained for ``ds`` (``recpipe ranker train``), else the retrieval blend."""
+    from training.rank_candidates import ranked_candidates
 
-    The ranker stage replaces this with model scores (see ``training``) once it is wired.
-    """
-    return candidates
+    return ranked_candidates(spark, candidates, settings, ds)
 
 
 def main(argv: list[str] | None = None) -> int:
