@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from conf import ConfigError
 
     module = importlib.import_module(COMMANDS[name][0])
-    command = " ".join([name, *[a for a in rest if not a.startswith("-")][:1]])
+    sub = rest[:1] if rest and not rest[0].startswith("-") else []
+    command = " ".join([name, *sub])
     ds = runlog.ds_of(rest) if name not in ("run", "status") else None
     runs = _runs_dir() if ds else None
     if runs:
