@@ -12,21 +12,24 @@ nightly stages up to the candidates for D1 = 1998-04-08 and D2 = 1998-04-22 with
 ``matrix.holdout_days = 14`` and ``ranker.label_days = 14``; the examples of D2 (candidates
 of D1 labelled by 1998-03-26 .. 1998-04-08) train the ranker (``ranker.*`` settings, MLflow
 in the temporary folder); the top-N of D2 (surface ``home_feed``, business rules included)
-is computed twice from the same candidates, ordered by the ranker and by the retrieval
-blend, and both are scored on the holdout 1998-04-09 .. 1998-04-22 with
+is computed from the same candidates ordered three ways: as served (the ranker fused with
+the retrieval order, ``ranker.retrieval_weight``), by the ranker alone, and by the retrieval
+blend (the baseline); all are scored on the holdout 1998-04-09 .. 1998-04-22 with
 ``evaluation.holdout`` / ``evaluation.metrics`` (NDCG@10, recall@100; ratings >= 4 are
-relevant). Also: AUC and log loss of the held-out example users, training samples/s, and
-batch-inference samples/s (encode + forward of the exported TorchScript model, and the
-whole Spark ``ranked_candidates`` pass, features included).
+relevant). ``--seeds 42,1,2`` trains one ranker per seed (the seed also draws the validation
+users) and reports means: the holdout has about 80 users, one seed is noisy. Also: AUC and
+log loss of the held-out example users, training samples/s, and batch-inference samples/s
+(encode + forward of the exported TorchScript model, and the whole Spark
+``ranked_candidates`` pass, features included).
 
 Part ``ctr``, protocol (RecBole's context-aware setup): one example per rating; ratings of 3
-are dropped (``--keep-neutral`` keeps them as negatives, as RecBole's packaged ml-100k config
-does); label = rating >= 4. Features: user, item, age, gender, occupation, genres (multi-hot) and
-release year as tokens, plus age and release year as standardised numbers (DLRM needs a
-dense input). Random 80/10/10 split of the examples with the seed; early stopping on
-validation AUC; AUC and log loss on test, training samples/s and inference samples/s.
-Printed beside RecBole's published ML-1M figures: a different, larger dataset, so an order
-of magnitude check, not a like-for-like comparison.
+are dropped (``--keep-neutral`` keeps them as negatives, as RecBole's packaged ml-100k
+config does); label = rating >= 4. Features: user, item, age, gender, occupation, genres
+(multi-hot) and release year as tokens, plus age and release year as standardised numbers
+(DLRM needs a dense input). Random 80/10/10 split of the examples with the seed; early
+stopping on validation AUC; AUC and log loss on test, training samples/s and inference
+samples/s. Printed beside RecBole's published ML-1M figures: a different, larger dataset, so
+an order of magnitude check, not a like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -402,25 +405,36 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
     trained = run_train_ds(settings, d2, mlflow_cfg)
     train_seconds = time.perf_counter() - started
     export = export_dir(settings, d2)
-    scored = score_featured(featured, export, candidates.schema, settings).persist()
-    started = time.perf_counter()
-    rows = scored.count()
-    score_seconds = time.perf_counter() - started
-    ranked = scored.toArrow()
-    top = surface_metrics(topn_table(spark, scored, settings, d2), holdout)
-    scored.unpersist()
+    weight = settings.ranker.retrieval_weight
+    figures: dict[str, float] = {}
+    for suffix, w in (("ranked", weight), ("ranker_only", 0.0)):
+        if suffix == "ranker_only" and weight == 0.0:
+            figures.update({k.replace("ranked", "ranker_only"): v for k, v in figures.items()})
+            break
+        rs = settings.ranker.model_copy(update={"retrieval_weight": w})
+        scored = score_featured(featured, export, candidates.schema,
+                                settings.model_copy(update={"ranker": rs})).persist()
+        started = time.perf_counter()
+        rows = scored.count()
+        if suffix == "ranked":
+            score_seconds = time.perf_counter() - started
+        top = surface_metrics(topn_table(spark, scored, settings, d2), holdout)
+        figures[f"ndcg@10_{suffix}"] = top["ndcg@10"]
+        figures[f"recall@100_{suffix}"] = top["recall@100"]
+        figures[f"candidates_ndcg@10_{suffix}"] = candidate_metrics(scored.toArrow(), holdout)
+        scored.unpersist()
     m = trained["metrics"]
     return {
         "seed": settings.ranker.seed,
-        "ndcg@10_ranked": top["ndcg@10"], "recall@100_ranked": top["recall@100"],
-        "candidates_ndcg@10_ranked": candidate_metrics(ranked, holdout),
+        **figures,
         "auc": m["valid_auc"], "logloss": m["valid_logloss"],
         "train_samples_per_s": m["train_samples_per_s"],
         "infer_samples_per_s": infer_rate(export, examples, settings.ranker.eval_batch_size),
         "score_rows_per_s": rows / score_seconds,
         "training": {k: m[k] for k in ("best_epoch", "epochs_run", "train_rows", "valid_rows",
                                        "valid_ndcg_at_10_ranked",
-                                       "valid_ndcg_at_10_retrieval")},
+                                       "valid_ndcg_at_10_retrieval",
+                                       "valid_ndcg_at_10_fused")},
         "registered": trained.get("registered"),
         "seconds": {"train": train_seconds, "score": score_seconds},
     }
@@ -503,6 +517,10 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
             feature_seconds + first["seconds"]["score"]),
         "candidates_ndcg@10_ranked": mean("candidates_ndcg@10_ranked"),
         "candidates_ndcg@10_retrieval": retrieval_candidates,
+        "ndcg@10_ranker_only": mean("ndcg@10_ranker_only"),
+        "recall@100_ranker_only": mean("recall@100_ranker_only"),
+        "candidates_ndcg@10_ranker_only": mean("candidates_ndcg@10_ranker_only"),
+        "retrieval_weight": settings.ranker.retrieval_weight,
         "ndcg@10_ranked_min": float(min(r["ndcg@10_ranked"] for r in per_seed)),
         "seeds": seeds,
         "per_seed": per_seed,
@@ -534,15 +552,20 @@ def format_pipeline(r: dict[str, Any]) -> str:
         f"{'top-N ordered by':<26}{'NDCG@10':>9}{'recall@100':>12}",
         f"{'retrieval blend (baseline)':<26}{r['ndcg@10_retrieval']:>9.4f}"
         f"{r['recall@100_retrieval']:>12.4f}",
-        f"{'ranker':<26}{r['ndcg@10_ranked']:>9.4f}{r['recall@100_ranked']:>12.4f}",
+        f"{'ranker + retrieval (w=' + format(r['retrieval_weight'], 'g') + ')':<26}"
+        f"{r['ndcg@10_ranked']:>9.4f}{r['recall@100_ranked']:>12.4f}",
+        f"{'ranker alone':<26}{r['ndcg@10_ranker_only']:>9.4f}"
+        f"{r['recall@100_ranker_only']:>12.4f}",
     ]
     if len(seeds) > 1:
-        lines.append("  per seed NDCG@10: " + ", ".join(
-            f"{p['seed']}: {p['ndcg@10_ranked']:.4f}" for p in r["per_seed"]))
+        lines.append("  per seed NDCG@10 (fused / alone): " + ", ".join(
+            f"{p['seed']}: {p['ndcg@10_ranked']:.4f} / {p['ndcg@10_ranker_only']:.4f}"
+            for p in r["per_seed"]))
     lines += [
         f"ranker vs retrieval-only NDCG@10: {r['ndcg@10_gain']:+.4f} "
         f"({100 * r['ndcg@10_gain_relative']:+.1f} %); candidates without business rules: "
-        f"{r['candidates_ndcg@10_ranked']:.4f} vs {r['candidates_ndcg@10_retrieval']:.4f}",
+        f"{r['candidates_ndcg@10_ranked']:.4f} (alone {r['candidates_ndcg@10_ranker_only']:.4f})"
+        f" vs {r['candidates_ndcg@10_retrieval']:.4f}",
         f"held-out example users: AUC {r['auc']:.4f}, log loss {r['logloss']:.4f}; training "
         f"{r['train_samples_per_s']:,.0f} samples/s; batch inference "
         f"{r['infer_samples_per_s']:,.0f} samples/s (encode + forward), "

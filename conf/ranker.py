@@ -124,6 +124,12 @@ class RankerSettings(Section):
     model_dir: str | None = None
     """Folder of the nightly exports, one ``<ds>/`` per date; relative paths start at the
     project root. None: ``<lake_root>/../models/ranker`` (a local lake only)."""
+    retrieval_weight: Fraction = 0.5
+    """Weight of the retrieval blend in the final candidate score: ``(1 - w) * r(ranker) +
+    w * r(retrieval)``, ``r`` a candidate's per-user rank normalised to (0, 1] (1 = best).
+    0 scores by the ranker's probability alone. Trained on one label window, the ranker
+    drifts with time; on MovieLens 100K (``recpipe bench ranker``) the ranker alone fell
+    below retrieval-only on the next window while the equal-weight fusion beat it."""
     score_threads: PositiveInt = 1
     """Torch threads of each Spark task scoring candidates (tasks already run in parallel)."""
 

@@ -169,17 +169,19 @@ def _export_replacing(fitted: FittedRanker, out_dir: Path, metrics: Mapping[str,
     return manifest
 
 
-def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: int
-                    ) -> dict[str, float]:
-    """AUC and log loss of the held-out examples, and NDCG@k of their candidates ranked by
-    the model and by the retrieval blend (users with a positive candidate; metrics from
-    :mod:`evaluation.metrics`)."""
+def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: int,
+                    retrieval_weight: float = 0.5) -> dict[str, float]:
+    """AUC and log loss of the held-out examples, and NDCG@k of their candidates ordered by
+    the model, by the retrieval blend and by their fusion (``retrieval_weight``, see
+    :func:`training.rank_candidates.fuse`); users with a positive candidate; metrics from
+    :mod:`evaluation.metrics`."""
     import numpy as np
     import pyarrow.compute as pc
 
     from evaluation.metrics import ndcg_at_k
     from training.examples import ORIGIN_CANDIDATE, candidate_lists
     from training.pipeline import encoded_batches, table_source
+    from training.rank_candidates import fuse
     from training.scoring import ctr_metrics, predict
 
     batches = encoded_batches(fitted.encoder, table_source(valid), batch_size, batch_size, None)
@@ -189,7 +191,8 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
     users = np.asarray(valid.column("user_id").to_pylist(), dtype=object)[cand]
     items = np.asarray(valid.column("item_id").to_pylist(), dtype=object)[cand]
     retrieval = valid.column("retrieval_score").to_numpy(zero_copy_only=False)[cand]
-    for name, scores in (("ranked", probs[cand]), ("retrieval", retrieval)):
+    fused = fuse(users, items, probs[cand], retrieval, retrieval_weight)
+    for name, scores in (("ranked", probs[cand]), ("retrieval", retrieval), ("fused", fused)):
         recs, truth = candidate_lists(users.tolist(), items.tolist(), scores, labels[cand], k)
         out[f"ndcg_at_{k}_{name}"] = ndcg_at_k(recs, truth, k) if len(recs) else float("nan")
     out["ndcg_users"] = float(len(set(users[labels[cand] > 0].tolist())))
@@ -278,8 +281,8 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
     spec = candidate_feature_spec(rs)
     fitted = fit_ranker(rs, spec, table_source(train), table_source(valid))
     metrics = {
-        **{f"valid_{k}": v for k, v in holdout_metrics(fitted, valid, rs.eval_batch_size,
-                                                       rs.eval_k).items()},
+        **{f"valid_{k}": v for k, v in holdout_metrics(
+            fitted, valid, rs.eval_batch_size, rs.eval_k, rs.retrieval_weight).items()},
         "best_epoch": float(fitted.result.best_epoch),
         "epochs_run": float(len(fitted.result.history)),
         "train_samples_per_s": fitted.result.train_samples_per_s,
@@ -297,10 +300,11 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
         lineage = {name: lake.version(name)
                    for name in (EXAMPLES.name, CANDIDATES, SILVER_INTERACTIONS.name)}
         summary.update(register_ranker(cfg, out, ds, metrics, params, lineage))
-    log.info("ranker of %s: valid AUC %.4f, logloss %.4f, NDCG@%d %.4f (retrieval %.4f)", ds,
-             metrics["valid_auc"], metrics["valid_logloss"], rs.eval_k,
+    log.info("ranker of %s: valid AUC %.4f, logloss %.4f, NDCG@%d %.4f (retrieval %.4f, "
+             "fused %.4f)", ds, metrics["valid_auc"], metrics["valid_logloss"], rs.eval_k,
              metrics[f"valid_ndcg_at_{rs.eval_k}_ranked"],
-             metrics[f"valid_ndcg_at_{rs.eval_k}_retrieval"])
+             metrics[f"valid_ndcg_at_{rs.eval_k}_retrieval"],
+             metrics[f"valid_ndcg_at_{rs.eval_k}_fused"])
     return summary
 
 

@@ -2,10 +2,12 @@
 
 :func:`ranked_candidates` builds the candidate features of ``ds`` exactly as the examples
 are built (:func:`training.examples.add_features` over the gold tables of ``ds``) and
-scores them in large batches: ``mapInArrow`` over user partitions, the exported
-TorchScript model and its encoder loaded once per Python worker (a small per-process cache
-keyed by the export's manifest, so a re-exported date is reloaded). Without an export for
-``ds`` the candidates come back unchanged (retrieval-only scores).
+scores them in large batches: ``mapInArrow`` over user partitions (all of a user's rows in
+one partition), the exported TorchScript model and its encoder loaded once per Python
+worker (a small per-process cache keyed by the export's manifest, so a re-exported date is
+reloaded). The new score fuses the ranker's order with the retrieval blend's order
+(:func:`fuse`, weight ``ranker.retrieval_weight``; 0 keeps the ranker's probability).
+Without an export for ``ds`` the candidates come back unchanged (retrieval-only scores).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -71,20 +74,64 @@ def load_cached(path: Path) -> Ranker:
     return _cached_ranker(str(path), sha)
 
 
-def score_batches(batches, path: str, columns: list[str], batch_size: int, threads: int):
-    """``mapInArrow`` body: featured candidate rows in, the candidate ``columns`` out with
-    ``score`` replaced by the ranker's probability (float64)."""
+def user_rank_scores(users: np.ndarray, items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each row's rank within its user, normalised: ``1 - position / n_user`` (1 for the
+    best row; ties broken by item id), float64 (R,)."""
+    out = np.zeros(len(scores))
+    if len(scores) == 0:
+        return out
+    order = np.lexsort((items, -np.asarray(scores, np.float64), users))
+    u = users[order]
+    starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
+    sizes = np.diff(np.r_[starts, len(u)])
+    position = np.arange(len(u)) - np.repeat(starts, sizes)
+    out[order] = 1.0 - position / np.repeat(sizes, sizes)
+    return out
+
+
+def fuse(users: np.ndarray, items: np.ndarray, model: np.ndarray, retrieval: np.ndarray,
+         weight: float) -> np.ndarray:
+    """The final score of R candidate rows (every row of each user present).
+
+    Args:
+        users, items: (R,) ids.
+        model: (R,) the ranker's probabilities.
+        retrieval: (R,) the retrieval blend.
+        weight: weight of the retrieval order, in [0, 1].
+
+    Returns:
+        float64 (R,): ``model`` itself when ``weight`` is 0, else
+        ``(1 - weight) * r(model) + weight * r(retrieval)`` with ``r`` of
+        :func:`user_rank_scores`.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the retrieval weight must be in [0, 1], got {weight}")
+    if weight == 0.0:
+        return np.asarray(model, np.float64)
+    return ((1.0 - weight) * user_rank_scores(users, items, model)
+            + weight * user_rank_scores(users, items, retrieval))
+
+
+def score_batches(batches, path: str, columns: list[str], batch_size: int, threads: int,
+                  weight: float):
+    """``mapInArrow`` body over one partition holding all rows of its users: featured
+    candidate rows in, the candidate ``columns`` out with ``score`` replaced (float64)."""
     import torch
 
     torch.set_num_threads(threads)
     ranker = load_cached(Path(path))
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        probs = ranker.score_table(batch, batch_size)
-        arrays = [pa.array(probs, pa.float32()).cast(pa.float64()) if name == "score"
-                  else batch.column(name) for name in columns]
-        yield pa.RecordBatch.from_arrays(arrays, names=columns)
+    batches = [b for b in batches if b.num_rows]
+    if not batches:
+        return
+    table = pa.Table.from_batches(batches)
+    probs = ranker.score_table(table, batch_size)
+    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
+    items = np.asarray(table.column("item_id").to_pylist(), dtype=object)
+    retrieval = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+    final = fuse(users, items, probs, retrieval, weight)
+    arrays = [pa.array(final, pa.float64()) if name == "score"
+              else table.column(name).combine_chunks() for name in columns]
+    yield from pa.Table.from_arrays(arrays, names=columns).to_batches()
 
 
 def score_featured(featured: DataFrame, export: Path, schema: StructType, settings: Settings
@@ -98,14 +145,15 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
         settings: ``spark.shuffle_partitions`` and the ranker's batch size and threads.
 
     Returns:
-        ``schema``'s columns, ``score`` the ranker's probability.
+        ``schema``'s columns, ``score`` the fused score (:func:`fuse`).
     """
     columns = [f.name for f in schema.fields]
     size, threads, where = settings.ranker.eval_batch_size, settings.ranker.score_threads, \
         str(export)
+    weight = settings.ranker.retrieval_weight
 
     def body(batches):
-        yield from score_batches(batches, where, columns, size, threads)
+        yield from score_batches(batches, where, columns, size, threads, weight)
 
     return (featured.repartition(max(1, settings.spark.shuffle_partitions), "user_id")
             .mapInArrow(body, schema))
@@ -123,9 +171,9 @@ def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Sett
             of ``ds`` are used.
 
     Returns:
-        Exactly ``candidates``' columns, ``score`` replaced by the ranker's probability in
-        (0, 1) (``rank`` stays the retrieval rank); ``candidates`` itself when ``ds`` has
-        no export.
+        Exactly ``candidates``' columns, ``score`` replaced by the fused score in (0, 1]
+        (the ranker's probability when ``ranker.retrieval_weight`` is 0; ``rank`` stays
+        the retrieval rank); ``candidates`` itself when ``ds`` has no export.
 
     Raises:
         training.errors.ArtifactError: the export is incomplete or altered.

@@ -21,7 +21,7 @@ GOOD = {"i2", "i4", "i6"}
 TINY = {"embedding_dim": 4, "dense_arch_layer_sizes": [8, 4], "over_arch_layer_sizes": [8, 1],
         "dcn_num_layers": 1, "dcn_low_rank_dim": 2, "batch_size": 64, "eval_batch_size": 256,
         "shuffle_buffer_rows": 512, "epochs": 12, "patience": 4, "id_min_count": 1,
-        "dense_lr": 0.01, "sparse_lr": 0.2, "valid_fraction": 0.25}
+        "dense_lr": 0.01, "sparse_lr": 0.2, "valid_fraction": 0.25, "retrieval_weight": 0.0}
 
 
 def planted_examples(n_users: int, seed: int) -> pa.Table:
@@ -79,6 +79,7 @@ def test_training_exports_and_reports_holdout_metrics(trained):
     # by the (noise) retrieval score the three positives land anywhere; ranked they lead
     assert m["valid_ndcg_at_10_ranked"] == pytest.approx(1.0)
     assert m["valid_ndcg_at_10_ranked"] > m["valid_ndcg_at_10_retrieval"]
+    assert m["valid_ndcg_at_10_fused"] == pytest.approx(m["valid_ndcg_at_10_ranked"])  # w = 0
 
 
 def test_registered_version_is_tagged_and_can_be_promoted(trained):
@@ -117,6 +118,49 @@ def test_ranked_candidates_keep_columns_and_follow_the_model(spark, trained):
         order = sorted((k[1] for k in after if k[0] == user),
                        key=lambda i: -after[(user, i)]["score"])
         assert set(order[:n_good]) == GOOD & set(order), order
+
+
+def test_fused_scores_mix_the_two_orders(spark, trained):
+    from training.rank_candidates import ranked_candidates
+
+    settings, _, _ = trained
+    candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
+    alone = {(r["user_id"], r["item_id"]): r["score"]
+             for r in ranked_candidates(spark, candidates, settings, D2).collect()}
+    half = settings.model_copy(update={"ranker": settings.ranker.model_copy(
+        update={"retrieval_weight": 0.5})})
+    fused = {(r["user_id"], r["item_id"]): r["score"]
+             for r in ranked_candidates(spark, candidates, half, D2).collect()}
+    retrieval = {(r["user_id"], r["item_id"]): r["score"] for r in candidates.collect()}
+
+    def norm_rank(scores, user):  # 1 - position / n, best first (no ties here)
+        mine = sorted((k for k in scores if k[0] == user), key=lambda k: -scores[k])
+        return {k: 1 - i / len(mine) for i, k in enumerate(mine)}
+
+    for user in ("u1", "u2"):
+        model_r, retr_r = norm_rank(alone, user), norm_rank(retrieval, user)
+        for key in model_r:
+            assert fused[key] == pytest.approx(0.5 * model_r[key] + 0.5 * retr_r[key])
+
+
+def test_fuse_by_hand():
+    from training.rank_candidates import fuse, user_rank_scores
+
+    users = np.array(["u", "u", "u", "v"], dtype=object)
+    items = np.array(["a", "b", "c", "d"], dtype=object)
+    model = np.array([0.9, 0.1, 0.5, 0.3])
+    retrieval = np.array([1.0, 2.0, 3.0, 0.2])
+    # u: model order a, c, b -> 1, 2/3, 1/3; retrieval order c, b, a -> 1, 2/3, 1/3
+    np.testing.assert_allclose(fuse(users, items, model, retrieval, 0.5),
+                               [(1 + 1 / 3) / 2, (1 / 3 + 2 / 3) / 2, (2 / 3 + 1) / 2, 1.0])
+    np.testing.assert_array_equal(fuse(users, items, model, retrieval, 0.0), model)
+    np.testing.assert_allclose(fuse(users, items, model, retrieval, 1.0), [1 / 3, 2 / 3, 1, 1])
+    # ties go to the smaller item id
+    np.testing.assert_allclose(user_rank_scores(np.array(["u", "u"], dtype=object),
+                                                np.array(["b", "a"], dtype=object),
+                                                np.array([1.0, 1.0])), [0.5, 1.0])
+    with pytest.raises(ValueError, match="retrieval weight"):
+        fuse(users, items, model, retrieval, 1.5)
 
 
 def test_without_an_export_candidates_are_unchanged(spark, trained):
