@@ -50,7 +50,7 @@ from evaluation.metrics_input import nan_mean
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.errors import EmptyInput
-from jobs.lake import Lake
+from jobs.lake import Lake, delta_dataset
 from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, TableSpec, register
 from jobs.topk import topk_inner_product
 from jobs.window import dates_between, holdout_window
@@ -121,7 +121,7 @@ def read_partition(lake: Lake, table: str, ds: str, columns: list[str],
     """
     if not lake.exists(table):
         return None
-    dataset = lake.table(table).to_pyarrow_dataset(partitions=[("ds", "=", ds)])
+    dataset = delta_dataset(lake.table(table), [("ds", "=", ds)])
     filt = None if users is None else pc.field("user_id").isin(list(users))
     got = dataset.to_table(columns=columns, filter=filt)
     return got if got.num_rows else None

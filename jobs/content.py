@@ -49,7 +49,7 @@ from conf.retrieval import ContentSettings
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.errors import EmptyInput
-from jobs.lake import Lake
+from jobs.lake import Lake, delta_dataset
 from jobs.schemas import SILVER_ITEMS, TableSpec, register
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ def run(settings: Settings, ds: str) -> dict:
         raise EmptyInput(f"{ITEM_EMBEDDINGS} has no partition at or before {ds}")
     items = lake.read_arrow(SILVER_ITEMS.name, [items_ds],
                             ["item_id", "title", "categories", "attributes"])
-    emb = (lake.table(ITEM_EMBEDDINGS).to_pyarrow_dataset(partitions=[("ds", "=", emb_ds)])
+    emb = (delta_dataset(lake.table(ITEM_EMBEDDINGS), [("ds", "=", emb_ds)])
            .to_table(columns=["id", "vector", "model_version"]))
     table, stats = transform(items, emb, cfg, ds, settings.seed)
     version = lake.overwrite_partitions(ITEM_CONTENT.name, table, [ds])

@@ -77,6 +77,29 @@ def partition_predicate(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(_quote(v) for v in vals)})"
 
 
+def delta_dataset(dt: DeltaTable, filters: list | None = None) -> pads.Dataset:
+    """An Arrow dataset over the files of ``dt``'s snapshot (optionally pruned by partition
+    ``filters``, as for ``DeltaTable.file_uris``), partition columns filled from the
+    files' hive-style folders.
+
+    Local tables are read with pyarrow's own dataset over the snapshot's file list:
+    ``DeltaTable.to_pyarrow_dataset`` with partition filters leaves scanner threads that
+    abort the process at interpreter exit ("terminate called without an active exception",
+    delta-rs/polars issue 24169), which turns a finished task into a failed one. Object-store
+    tables (credentials live in delta-rs's storage options) still go through delta-rs.
+    """
+    uri = dt.table_uri
+    if "://" in uri and not uri.startswith("file://"):
+        return dt.to_pyarrow_dataset(partitions=filters)
+    schema = pa.schema(dt.schema().to_arrow())
+    columns = dt.metadata().partition_columns
+    root = uri.removeprefix("file://")
+    partitioning = pads.partitioning(pa.schema([schema.field(c) for c in columns]),
+                                     flavor="hive") if columns else None
+    return pads.dataset(dt.file_uris(partition_filters=filters), schema=schema,
+                        format="parquet", partitioning=partitioning, partition_base_dir=root)
+
+
 class Lake:
     """The lake under ``settings.lake_root``: tables by name, partitions by value."""
 
@@ -176,8 +199,7 @@ class Lake:
         spec = spec_for(name)
         if not self.exists(name):
             return spec.schema.empty_table().select(columns or spec.schema.names)
-        dataset = self.table(name, version).to_pyarrow_dataset(
-            partitions=self._filters(name, partitions))
+        dataset = delta_dataset(self.table(name, version), self._filters(name, partitions))
         return dataset.to_table(columns=list(columns) if columns else None)
 
     def read_spark(self, spark: SparkSession, name: str,

@@ -82,3 +82,31 @@ def test_write_spark_streams_into_one_commit(settings, spark):
     version = lake.write_spark(name, df, ["2024-01-03"])
     assert version == 0
     assert sorted(lake.read_arrow(name).column("user_id").to_pylist()) == ["x", "y"]
+
+
+READ_PARTITION = """
+import sys
+from conf import load_settings
+from jobs.lake import Lake
+lake = Lake(load_settings(overrides={"lake_root": sys.argv[1]}))
+print(lake.read_arrow("gold/training_matrix", ["2024-01-02"]).column("user_id").to_pylist())
+"""
+
+
+def test_a_partition_read_exits_cleanly(settings, tmp_path):
+    """Reading one partition and exiting must give exit status 0: delta-rs's own Arrow
+    dataset with partition filters aborts the interpreter at exit now and then (SIGABRT,
+    "terminate called without an active exception"), which fails a finished task."""
+    import subprocess
+    import sys
+
+    lake = Lake(settings)
+    lake.overwrite_partitions(TRAINING_MATRIX.name, _matrix("2024-01-01", ["a"]))
+    lake.overwrite_partitions(TRAINING_MATRIX.name, _matrix("2024-01-02", ["b", "c"]))
+    for _ in range(4):
+        done = subprocess.run([sys.executable, "-c", READ_PARTITION, settings.lake_root],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "['b', 'c']"
+    topn = lake.read_arrow(TRAINING_MATRIX.name, ["2024-01-01"])
+    assert topn.column("ds").to_pylist() == ["2024-01-01"]
