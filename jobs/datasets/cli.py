@@ -1,13 +1,17 @@
-"""``recpipe data``: fetch MovieLens 100K, convert interaction files, generate synthetic data.
+"""``recpipe data``: fetch MovieLens 100K or 1M, convert interaction files, make synthetic data.
 
     recpipe data fetch movielens-100k [--out DIR]
+    recpipe data fetch ml-1m [--out DIR] [--src DIR] [--end-date YYYY-MM-DD] [--days N]
     recpipe data convert --format {u.data,ratings.dat,ratings.csv,fixed-split,events}
                          --input PATH --out DIR [--prefix P]
     recpipe data synth --users N --items M --events E --days D --seed S
                        --end-date YYYY-MM-DD --out DIR
 
-Bad arguments or malformed input: a message on stderr and exit code 2. A failed download or
-a dataset whose counts are wrong: exit code 1.
+``fetch ml-1m`` reads the shared binarized MovieLens 1M (``evaluation.quality.ml1m_dir``,
+``../shared/data/ml-1m``); its event timestamps are SYNTHETIC (see :mod:`jobs.datasets.ml1m`).
+
+Bad arguments or malformed input: a message on stderr and exit code 2. A failed download, a
+missing dataset folder or a dataset whose counts are wrong: exit code 1.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from conf import ConfigError, Settings, load_settings
+from jobs.datasets import ml1m
 from jobs.datasets.convert import FORMATS, convert_file
 from jobs.datasets.errors import DatasetError
 from jobs.datasets.movielens import (
@@ -67,9 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
 
     fetch = sub.add_parser("fetch", help="download and convert a public dataset")
-    fetch.add_argument("dataset", choices=["movielens-100k"])
-    fetch.add_argument("--out", type=Path, help="default: <data_dir>/movielens-100k")
-    fetch.add_argument("--cache", type=Path, help="download cache, default: <data_dir>/cache")
+    fetch.add_argument("dataset", choices=["movielens-100k", "ml-1m"])
+    fetch.add_argument("--out", type=Path, help="default: <data_dir>/<dataset>")
+    fetch.add_argument("--cache", type=Path,
+                       help="movielens-100k: download cache, default: <data_dir>/cache")
+    fetch.add_argument("--src", type=Path,
+                       help="ml-1m: folder of train/valid/test.txt, default: "
+                            "evaluation.quality.ml1m_dir")
+    fetch.add_argument("--end-date", type=_day,
+                       help=f"ml-1m: last synthetic day, default {ml1m.DEFAULT_END_DATE}")
+    fetch.add_argument("--days", type=_positive,
+                       help=f"ml-1m: synthetic days, default {ml1m.DEFAULT_DAYS}")
 
     convert = sub.add_parser("convert", help="convert an interaction file to events.parquet")
     convert.add_argument("--format", required=True, choices=sorted(FORMATS))
@@ -99,7 +112,21 @@ def _report(out_dir: Path, counts: dict[str, int]) -> None:
 def run_fetch(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
     """Fetch and convert ``args.dataset``; check the published counts."""
     data_dir = settings.data_path()
-    out = args.out or data_dir / "movielens-100k"
+    out = args.out or data_dir / args.dataset
+    if args.dataset == "ml-1m":
+        if args.cache is not None:
+            raise ValueError("--cache is for movielens-100k, not ml-1m")
+        src = args.src or Path(settings.resolve(settings.evaluation.quality.ml1m_dir))
+        counts = ml1m.convert_ml1m(
+            src, out,
+            end_date=args.end_date or ml1m.DEFAULT_END_DATE,
+            days=args.days or ml1m.DEFAULT_DAYS,
+            expected=ml1m.EXPECTED_COUNTS,
+        )
+        _report(out, counts)
+        return counts
+    if args.src or args.end_date or args.days:
+        raise ValueError("--src, --end-date and --days are for ml-1m, not movielens-100k")
     src = fetch_movielens_100k(args.cache or data_dir / "cache")
     counts = convert_movielens_100k(src, out)
     if counts != EXPECTED_COUNTS:

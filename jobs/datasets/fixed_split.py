@@ -76,6 +76,7 @@ def fixed_split_to_events(
     items: np.ndarray,
     prefix: str = "fixed",
     base_ts: datetime = SYNTHETIC_BASE_TS,
+    epoch_s: np.ndarray | None = None,
 ) -> pa.Table:
     """Turn fixed-split interactions into raw events (``event_type`` ``click``).
 
@@ -89,13 +90,16 @@ def fixed_split_to_events(
         prefix: start of every ``event_id`` (``<prefix>-<user>-<item>-<k>``); use a different
             prefix per file (e.g. ``ml1m-train``) so ids stay unique across files.
         base_ts: timezone-aware base of the synthetic timestamps.
+        epoch_s: int64 synthetic times in epoch seconds, shape (N,), used instead of
+            ``base_ts + k`` (e.g. :func:`jobs.datasets.ml1m.synthetic_epochs`).
 
     Returns:
         A table with :data:`~jobs.datasets.formats.RAW_EVENTS_SCHEMA`, N rows; ``value`` and
         ``surface`` are null.
 
     Raises:
-        ValueError: the arrays differ in shape or ``base_ts`` is naive.
+        ValueError: the arrays differ in shape, ``base_ts`` is naive or ``epoch_s`` is not
+            aligned with them.
     """
     users, items = np.asarray(users), np.asarray(items)
     if users.shape != items.shape or users.ndim != 1:
@@ -105,7 +109,13 @@ def fixed_split_to_events(
         raise ValueError(f"base_ts must be timezone-aware, got {base_ts!r}")
     n = users.shape[0]
     position = np.arange(n, dtype=np.int64)
-    epoch = int(base_ts.timestamp()) + position
+    if epoch_s is None:
+        epoch = int(base_ts.timestamp()) + position
+    else:
+        epoch = np.asarray(epoch_s, dtype=np.int64)
+        if epoch.shape != users.shape:
+            raise ValueError(f"epoch_s must have the shape of users {users.shape}, "
+                             f"got {epoch.shape}")
     return events_table(
         event_id=[f"{prefix}-{u}-{i}-{k}" for u, i, k in zip(users, items, position, strict=True)],
         user_id=users.astype(str),

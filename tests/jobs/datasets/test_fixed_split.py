@@ -61,3 +61,10 @@ def test_fixed_split_to_events_synthetic_ts_and_ids():
 def test_fixed_split_to_events_rejects_misaligned_arrays():
     with pytest.raises(ValueError, match=r"\(2,\) and \(3,\)"):
         fixed_split_to_events(np.array([1, 2]), np.array([1, 2, 3]))
+
+
+def test_fixed_split_to_events_explicit_epochs():
+    table = fixed_split_to_events(np.array([1, 1]), np.array([3, 4]), epoch_s=np.array([0, 90]))
+    assert table.column("ts").to_pylist() == ["1970-01-01T00:00:00Z", "1970-01-01T00:01:30Z"]
+    with pytest.raises(ValueError, match=r"epoch_s must have the shape of users \(2,\)"):
+        fixed_split_to_events(np.array([1, 1]), np.array([3, 4]), epoch_s=np.array([0]))
