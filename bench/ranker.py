@@ -13,7 +13,8 @@ nightly stages up to the candidates for D1 = 1998-04-08 and D2 = 1998-04-22 with
 of D1 labelled by 1998-03-26 .. 1998-04-08) train the ranker (``ranker.*`` settings, MLflow
 in the temporary folder); the top-N of D2 (surface ``home_feed``, business rules included)
 is computed from the same candidates ordered three ways: as served (the ranker fused with
-the retrieval order, ``ranker.retrieval_weight``), by the ranker alone, and by the retrieval
+the retrieval order, with the weight training chose on its own validation users, never on
+the holdout; ``ranker.retrieval_weight``), by the ranker alone, and by the retrieval
 blend (the baseline); all are scored on the holdout 1998-04-09 .. 1998-04-22 with
 ``evaluation.holdout`` / ``evaluation.metrics`` (NDCG@10, recall@100; ratings >= 4 are
 relevant). ``--seeds 42,1,2`` trains one ranker per seed (the seed also draws the validation
@@ -398,22 +399,21 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
     """Train the ranker of D2 with ``settings`` (its seed and model folder), rank the
     featured candidates with it and score both top-N lists' ranked side on the holdout."""
     from training.cli import run_train_ds
-    from training.rank_candidates import export_dir, score_featured
+    from training.export import read_manifest
+    from training.rank_candidates import export_dir, fusion_weight, score_featured
 
     d2 = PIPELINE_DATES[1]
     started = time.perf_counter()
     trained = run_train_ds(settings, d2, mlflow_cfg)
     train_seconds = time.perf_counter() - started
     export = export_dir(settings, d2)
-    weight = settings.ranker.retrieval_weight
+    weight = fusion_weight(settings, read_manifest(export, verify=False))
     figures: dict[str, float] = {}
     for suffix, w in (("ranked", weight), ("ranker_only", 0.0)):
         if suffix == "ranker_only" and weight == 0.0:
             figures.update({k.replace("ranked", "ranker_only"): v for k, v in figures.items()})
             break
-        rs = settings.ranker.model_copy(update={"retrieval_weight": w})
-        scored = score_featured(featured, export, candidates.schema,
-                                settings.model_copy(update={"ranker": rs})).persist()
+        scored = score_featured(featured, export, candidates.schema, settings, w).persist()
         started = time.perf_counter()
         rows = scored.count()
         if suffix == "ranked":
@@ -426,6 +426,7 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
     m = trained["metrics"]
     return {
         "seed": settings.ranker.seed,
+        "retrieval_weight": weight,
         **figures,
         "auc": m["valid_auc"], "logloss": m["valid_logloss"],
         "train_samples_per_s": m["train_samples_per_s"],
@@ -435,6 +436,8 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
                                        "valid_ndcg_at_10_ranked",
                                        "valid_ndcg_at_10_retrieval",
                                        "valid_ndcg_at_10_fused")},
+        "valid_ndcg_at_10_by_weight": {k.rsplit("_w", 1)[1]: v for k, v in m.items()
+                                       if k.startswith("valid_ndcg_at_10_fused_w")},
         "registered": trained.get("registered"),
         "seconds": {"train": train_seconds, "score": score_seconds},
     }
@@ -521,6 +524,7 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
         "recall@100_ranker_only": mean("recall@100_ranker_only"),
         "candidates_ndcg@10_ranker_only": mean("candidates_ndcg@10_ranker_only"),
         "retrieval_weight": settings.ranker.retrieval_weight,
+        "retrieval_weights_chosen": [r["retrieval_weight"] for r in per_seed],
         "ndcg@10_ranked_min": float(min(r["ndcg@10_ranked"] for r in per_seed)),
         "seeds": seeds,
         "per_seed": per_seed,
@@ -539,6 +543,11 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
     return result
 
 
+def _weights(r: dict[str, Any]) -> str:
+    chosen = sorted(set(r["retrieval_weights_chosen"]))
+    return "/".join(format(w, "g") for w in chosen)
+
+
 def format_pipeline(r: dict[str, Any]) -> str:
     """The printed comparison of the pipeline part."""
     d = r["dates"]
@@ -552,15 +561,15 @@ def format_pipeline(r: dict[str, Any]) -> str:
         f"{'top-N ordered by':<26}{'NDCG@10':>9}{'recall@100':>12}",
         f"{'retrieval blend (baseline)':<26}{r['ndcg@10_retrieval']:>9.4f}"
         f"{r['recall@100_retrieval']:>12.4f}",
-        f"{'ranker + retrieval (w=' + format(r['retrieval_weight'], 'g') + ')':<26}"
+        f"{'ranker + retrieval (w=' + _weights(r) + ')':<26}"
         f"{r['ndcg@10_ranked']:>9.4f}{r['recall@100_ranked']:>12.4f}",
         f"{'ranker alone':<26}{r['ndcg@10_ranker_only']:>9.4f}"
         f"{r['recall@100_ranker_only']:>12.4f}",
     ]
     if len(seeds) > 1:
-        lines.append("  per seed NDCG@10 (fused / alone): " + ", ".join(
-            f"{p['seed']}: {p['ndcg@10_ranked']:.4f} / {p['ndcg@10_ranker_only']:.4f}"
-            for p in r["per_seed"]))
+        lines.append("  per seed NDCG@10 (fused / alone, weight): " + ", ".join(
+            f"{p['seed']}: {p['ndcg@10_ranked']:.4f} / {p['ndcg@10_ranker_only']:.4f}, "
+            f"w={p['retrieval_weight']:g}" for p in r["per_seed"]))
     lines += [
         f"ranker vs retrieval-only NDCG@10: {r['ndcg@10_gain']:+.4f} "
         f"({100 * r['ndcg@10_gain_relative']:+.1f} %); candidates without business rules: "

@@ -124,12 +124,17 @@ class RankerSettings(Section):
     model_dir: str | None = None
     """Folder of the nightly exports, one ``<ds>/`` per date; relative paths start at the
     project root. None: ``<lake_root>/../models/ranker`` (a local lake only)."""
-    retrieval_weight: Fraction = 0.5
-    """Weight of the retrieval blend in the final candidate score: ``(1 - w) * r(ranker) +
-    w * r(retrieval)``, ``r`` a candidate's per-user rank normalised to (0, 1] (1 = best).
-    0 scores by the ranker's probability alone. Trained on one label window, the ranker
-    drifts with time; on MovieLens 100K (``recpipe bench ranker``) the ranker alone fell
-    below retrieval-only on the next window while the equal-weight fusion beat it."""
+    retrieval_weight: Fraction | Literal["validation"] = "validation"
+    """Weight ``w`` of the retrieval blend in the final candidate score: ``(1 - w) *
+    r(ranker) + w * r(retrieval)``, ``r`` a candidate's per-user rank normalised to (0, 1]
+    (1 = best); 0 scores by the ranker's probability alone, 1 keeps the retrieval order.
+    ``validation``: training picks the weight of ``retrieval_weight_grid`` with the best
+    NDCG@``eval_k`` on its held-out example users and stores it in the export's manifest
+    (metric ``retrieval_weight``); the precompute uses that one. A number fixes it."""
+    retrieval_weight_grid: list[Fraction] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)])
+    """Weights tried on the validation users when ``retrieval_weight`` is ``validation``;
+    ties go to the larger weight (the retrieval order is the safer default)."""
     score_threads: PositiveInt = 1
     """Torch threads of each Spark task scoring candidates (tasks already run in parallel)."""
 
@@ -140,6 +145,13 @@ class RankerSettings(Section):
         if small:
             raise ValueError(f"bucket sizes must be >= 2 (bucket 0 is reserved), got {small}")
         return value
+
+    @field_validator("retrieval_weight_grid")
+    @classmethod
+    def _not_empty(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("retrieval_weight_grid must hold at least one weight")
+        return sorted(set(value))
 
     @field_validator("age_bins")
     @classmethod

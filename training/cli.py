@@ -170,11 +170,18 @@ def _export_replacing(fitted: FittedRanker, out_dir: Path, metrics: Mapping[str,
 
 
 def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: int,
-                    retrieval_weight: float = 0.5) -> dict[str, float]:
+                    retrieval_weight: float | str = "validation",
+                    weight_grid: Sequence[float] = (0.5,)) -> dict[str, float]:
     """AUC and log loss of the held-out examples, and NDCG@k of their candidates ordered by
-    the model, by the retrieval blend and by their fusion (``retrieval_weight``, see
+    the model, by the retrieval blend and by their fusion (see
     :func:`training.rank_candidates.fuse`); users with a positive candidate; metrics from
-    :mod:`evaluation.metrics`."""
+    :mod:`evaluation.metrics`.
+
+    ``retrieval_weight`` ``validation`` picks the fusion weight: the weight of
+    ``weight_grid`` with the best NDCG@k here (ties: the larger weight), returned as
+    ``retrieval_weight`` with its NDCG as ``ndcg_at_<k>_fused``; each tried weight's NDCG is
+    ``ndcg_at_<k>_fused_w<weight>``. A number is used as it is.
+    """
     import numpy as np
     import pyarrow.compute as pc
 
@@ -191,10 +198,21 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
     users = np.asarray(valid.column("user_id").to_pylist(), dtype=object)[cand]
     items = np.asarray(valid.column("item_id").to_pylist(), dtype=object)[cand]
     retrieval = valid.column("retrieval_score").to_numpy(zero_copy_only=False)[cand]
-    fused = fuse(users, items, probs[cand], retrieval, retrieval_weight)
-    for name, scores in (("ranked", probs[cand]), ("retrieval", retrieval), ("fused", fused)):
+
+    def ndcg(scores: np.ndarray) -> float:
         recs, truth = candidate_lists(users.tolist(), items.tolist(), scores, labels[cand], k)
-        out[f"ndcg_at_{k}_{name}"] = ndcg_at_k(recs, truth, k) if len(recs) else float("nan")
+        return ndcg_at_k(recs, truth, k) if len(recs) else float("nan")
+
+    out[f"ndcg_at_{k}_ranked"] = ndcg(probs[cand])
+    out[f"ndcg_at_{k}_retrieval"] = ndcg(retrieval)
+    weights = list(weight_grid) if retrieval_weight == "validation" else [
+        float(retrieval_weight)]
+    tried = {w: ndcg(fuse(users, items, probs[cand], retrieval, w)) for w in weights}
+    for w, value in tried.items():
+        out[f"ndcg_at_{k}_fused_w{w:g}"] = value
+    best = max(sorted(tried, reverse=True), key=lambda w: np.nan_to_num(tried[w], nan=-1.0))
+    out["retrieval_weight"] = float(best)
+    out[f"ndcg_at_{k}_fused"] = tried[best]
     out["ndcg_users"] = float(len(set(users[labels[cand] > 0].tolist())))
     return out
 
@@ -282,7 +300,8 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
     fitted = fit_ranker(rs, spec, table_source(train), table_source(valid))
     metrics = {
         **{f"valid_{k}": v for k, v in holdout_metrics(
-            fitted, valid, rs.eval_batch_size, rs.eval_k, rs.retrieval_weight).items()},
+            fitted, valid, rs.eval_batch_size, rs.eval_k, rs.retrieval_weight,
+            rs.retrieval_weight_grid).items()},
         "best_epoch": float(fitted.result.best_epoch),
         "epochs_run": float(len(fitted.result.history)),
         "train_samples_per_s": fitted.result.train_samples_per_s,
@@ -301,10 +320,10 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
                    for name in (EXAMPLES.name, CANDIDATES, SILVER_INTERACTIONS.name)}
         summary.update(register_ranker(cfg, out, ds, metrics, params, lineage))
     log.info("ranker of %s: valid AUC %.4f, logloss %.4f, NDCG@%d %.4f (retrieval %.4f, "
-             "fused %.4f)", ds, metrics["valid_auc"], metrics["valid_logloss"], rs.eval_k,
-             metrics[f"valid_ndcg_at_{rs.eval_k}_ranked"],
+             "fused %.4f with retrieval weight %g)", ds, metrics["valid_auc"],
+             metrics["valid_logloss"], rs.eval_k, metrics[f"valid_ndcg_at_{rs.eval_k}_ranked"],
              metrics[f"valid_ndcg_at_{rs.eval_k}_retrieval"],
-             metrics[f"valid_ndcg_at_{rs.eval_k}_fused"])
+             metrics[f"valid_ndcg_at_{rs.eval_k}_fused"], metrics["valid_retrieval_weight"])
     return summary
 
 

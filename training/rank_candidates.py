@@ -6,7 +6,8 @@ scores them in large batches: ``mapInArrow`` over user partitions (all of a user
 one partition), the exported TorchScript model and its encoder loaded once per Python
 worker (a small per-process cache keyed by the export's manifest, so a re-exported date is
 reloaded). The new score fuses the ranker's order with the retrieval blend's order
-(:func:`fuse`, weight ``ranker.retrieval_weight``; 0 keeps the ranker's probability).
+(:func:`fuse`, weight :func:`fusion_weight`: the one training chose on its validation users,
+or ``ranker.retrieval_weight`` when that is a number; 0 keeps the ranker's probability).
 Without an export for ``ds`` the candidates come back unchanged (retrieval-only scores).
 """
 
@@ -134,8 +135,33 @@ def score_batches(batches, path: str, columns: list[str], batch_size: int, threa
     yield from pa.Table.from_arrays(arrays, names=columns).to_batches()
 
 
-def score_featured(featured: DataFrame, export: Path, schema: StructType, settings: Settings
-                   ) -> DataFrame:
+def fusion_weight(settings: Settings, manifest: dict) -> float:
+    """The retrieval weight of :func:`fuse` for an export: ``ranker.retrieval_weight`` when
+    it is a number, else the one its training picked on validation users (manifest metric
+    ``valid_retrieval_weight``).
+
+    Raises:
+        training.errors.ArtifactError: ``validation`` is asked for and the export has none.
+    """
+    from training.errors import ArtifactError
+
+    configured = settings.ranker.retrieval_weight
+    if configured != "validation":
+        return float(configured)
+    chosen = manifest.get("metrics", {}).get(WEIGHT_METRIC)
+    if chosen is None or not 0.0 <= chosen <= 1.0:
+        raise ArtifactError(f"the ranker export has no valid {WEIGHT_METRIC} metric (got "
+                            f"{chosen!r}): retrain it, or set ranker.retrieval_weight to a "
+                            "number")
+    return float(chosen)
+
+
+WEIGHT_METRIC = "valid_retrieval_weight"
+"""Manifest metric: the fusion weight training chose on its validation users."""
+
+
+def score_featured(featured: DataFrame, export: Path, schema: StructType, settings: Settings,
+                   weight: float | None = None) -> DataFrame:
     """Score featured candidates with the export at ``export``.
 
     Args:
@@ -143,6 +169,7 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
         export: an export directory (read by every Spark task: a shared or local path).
         schema: the output schema, the candidates' own (``score`` is replaced).
         settings: ``spark.shuffle_partitions`` and the ranker's batch size and threads.
+        weight: the fusion weight (default: :func:`fusion_weight` of the export).
 
     Returns:
         ``schema``'s columns, ``score`` the fused score (:func:`fuse`).
@@ -150,7 +177,10 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
     columns = [f.name for f in schema.fields]
     size, threads, where = settings.ranker.eval_batch_size, settings.ranker.score_threads, \
         str(export)
-    weight = settings.ranker.retrieval_weight
+    if weight is None:
+        from training.export import read_manifest
+
+        weight = fusion_weight(settings, read_manifest(export, verify=False))
 
     def body(batches):
         yield from score_batches(batches, where, columns, size, threads, weight)
@@ -172,7 +202,7 @@ def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Sett
 
     Returns:
         Exactly ``candidates``' columns, ``score`` replaced by the fused score in (0, 1]
-        (the ranker's probability when ``ranker.retrieval_weight`` is 0; ``rank`` stays
+        (the ranker's probability when the fusion weight is 0; ``rank`` stays
         the retrieval rank); ``candidates`` itself when ``ds`` has no export.
 
     Raises:
@@ -186,7 +216,9 @@ def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Sett
         log.info("no ranker export at %s: candidates keep their retrieval scores", path)
         return candidates
     manifest = read_manifest(path, verify=True)
-    log.info("ranking the candidates of %s with %s (%s, valid AUC %.4f)", ds, path,
-             manifest.get("architecture"), manifest.get("metrics", {}).get("valid_auc", 0.0))
+    weight = fusion_weight(settings, manifest)
+    log.info("ranking the candidates of %s with %s (%s, valid AUC %.4f, retrieval weight %g)",
+             ds, path, manifest.get("architecture"),
+             manifest.get("metrics", {}).get("valid_auc", 0.0), weight)
     featured = add_features(candidates, feature_inputs(spark, Lake(settings), settings, ds))
-    return score_featured(featured, path, candidates.schema, settings)
+    return score_featured(featured, path, candidates.schema, settings, weight)

@@ -121,11 +121,39 @@ def test_gate_without_candidate_is_a_clear_error(env):
         gate.run(settings, "2023-12-30", cfg)
 
 
-def test_good_then_broken_then_good(env, monkeypatch, capsys):
+def _ranker_version(cfg, ds: str, tmp) -> str:
+    """Register a ``recpipe-ranker`` version for ``ds`` (as ``recpipe ranker train`` does,
+    tagged with its date) and return its number."""
+    from mlflow.exceptions import MlflowException
+
+    from evaluation import registry
+
+    folder = tmp / f"ranker-{ds}"
+    folder.mkdir(exist_ok=True)
+    with registry.tracking(cfg.mlflow) as client:
+        try:
+            client.create_registered_model(cfg.mlflow.ranker_model)
+        except MlflowException:
+            pass  # registered by an earlier day
+        version = client.create_model_version(cfg.mlflow.ranker_model, str(folder),
+                                              tags={registry.TAG_DS: ds})
+    return str(version.version)
+
+
+def _ranker_alias(cfg, alias: str) -> str | None:
+    from evaluation import registry
+
+    with registry.tracking(cfg.mlflow) as client:
+        found = registry.alias_version(client, cfg.mlflow.ranker_model, alias)
+    return None if found is None else str(found.version)
+
+
+def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     from evaluation import gate, offline, registry
 
     settings, cfg, lake = env
     name = cfg.mlflow.embeddings_model
+    rankers = {day: _ranker_version(cfg, day, tmp_path) for day in (DS, DAY2, DAY3)}
 
     # day 1: no champion; beats popularity -> promoted
     write_day(lake, DS, GOOD_ITEMS, "als-day1")
@@ -143,6 +171,8 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys):
         v1 = str(registry.alias_version(client, name, registry.CHAMPION).version)
         assert v1 == first["candidate"]
         assert registry.alias_version(client, name, registry.PREVIOUS) is None
+    # the ranker trained for the same date moves with it
+    assert _ranker_alias(cfg, registry.CHAMPION) == rankers[DS]
     assert gate.read_verdict(lake, DS)["passed"] is True
     # coverage@2 over the users with a vector: a2 a3 | a3 a4 | a1 a3 | b3 b4 | b3 b4 | b4 a1
     (coverage,) = [r["value"] for r in lake.read_arrow("gold/evaluation", [DS]).to_pylist()
@@ -164,6 +194,7 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys):
     assert "REJECTED" in err and "does not beat popularity" in err and "drops more than" in err
     verdict = gate.read_verdict(lake, DAY2)
     assert verdict["passed"] is False and len(verdict["reasons"]) == 4
+    assert _ranker_alias(cfg, registry.CHAMPION) == rankers[DS]  # day 2's ranker stays out
     with registry.tracking(cfg.mlflow) as client:
         assert str(registry.alias_version(client, name, registry.CHAMPION).version) == v1
         broken = registry.find_version(client, name, DAY2)
@@ -187,6 +218,8 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys):
         assert str(registry.alias_version(client, name, registry.CHAMPION).version) == \
             third.candidate
         assert str(registry.alias_version(client, name, registry.PREVIOUS).version) == v1
+    assert _ranker_alias(cfg, registry.CHAMPION) == rankers[DAY3]
+    assert _ranker_alias(cfg, registry.PREVIOUS) == rankers[DS]
     # rerun of day 3: already champion, compared with previous again, nothing moves
     again = gate.run(settings, DAY3, cfg)
     assert again.passed and not again.promoted and again.champion == v1

@@ -169,3 +169,41 @@ def test_without_an_export_candidates_are_unchanged(spark, trained):
     settings, _, _ = trained
     candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
     assert ranked_candidates(spark, candidates, settings, "2024-02-01") is candidates
+
+
+def test_the_fusion_weight_is_chosen_on_validation_users(spark, trained, tmp_path):
+    """``retrieval_weight: validation``: training tries the grid on its held-out users,
+    keeps the best weight (ties: the larger) in the manifest, and the precompute uses it."""
+    from training.cli import run_train_ds
+    from training.errors import ArtifactError
+    from training.export import read_manifest
+    from training.rank_candidates import export_dir, fusion_weight, ranked_candidates
+
+    settings, _, mlflow_cfg = trained
+    auto = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={
+        "retrieval_weight": "validation", "retrieval_weight_grid": [1.0, 0.0, 0.5],
+        "model_dir": str(tmp_path / "models")})})
+    m = run_train_ds(auto, D2, mlflow_cfg, use_mlflow=False)["metrics"]
+    tried = {w: m[f"valid_ndcg_at_10_fused_w{w:g}"] for w in (0.0, 0.5, 1.0)}
+    best = max(tried.values())
+    assert m["valid_retrieval_weight"] == max(w for w, v in tried.items() if v == best)
+    assert m["valid_ndcg_at_10_fused"] == best
+    # w = 1 is the retrieval order, w = 0 the ranker's: the planted rule makes 0 win
+    assert tried[1.0] == pytest.approx(m["valid_ndcg_at_10_retrieval"])
+    assert tried[0.0] == pytest.approx(m["valid_ndcg_at_10_ranked"])
+    assert tried[0.0] > tried[0.5] and tried[0.0] > tried[1.0]
+    assert m["valid_retrieval_weight"] == 0.0
+    manifest = read_manifest(export_dir(auto, D2))
+    assert fusion_weight(auto, manifest) == m["valid_retrieval_weight"]
+    fixed = auto.model_copy(update={"ranker": auto.ranker.model_copy(
+        update={"retrieval_weight": 0.25})})
+    assert fusion_weight(fixed, manifest) == 0.25
+    with pytest.raises(ArtifactError, match="valid_retrieval_weight"):
+        fusion_weight(auto, {"metrics": {}})
+    # the precompute ranks with the chosen weight: here the model's own order
+    candidates = Lake(auto).read_spark(spark, "gold/candidates", [D2])
+    scores = {(r["user_id"], r["item_id"]): r["score"]
+              for r in ranked_candidates(spark, candidates, auto, D2).collect()}
+    for user, n_good in (("u1", 3), ("u2", 2)):
+        order = sorted((k[1] for k in scores if k[0] == user), key=lambda i: -scores[(user, i)])
+        assert set(order[:n_good]) == GOOD & set(order), order
