@@ -124,6 +124,8 @@ def test_gate_without_candidate_is_a_clear_error(env):
 def _ranker_version(cfg, ds: str, tmp) -> str:
     """Register a ``recpipe-ranker`` version for ``ds`` (as ``recpipe ranker train`` does,
     tagged with its date) and return its number."""
+    import contextlib
+
     from mlflow.exceptions import MlflowException
 
     from evaluation import registry
@@ -131,10 +133,8 @@ def _ranker_version(cfg, ds: str, tmp) -> str:
     folder = tmp / f"ranker-{ds}"
     folder.mkdir(exist_ok=True)
     with registry.tracking(cfg.mlflow) as client:
-        try:
+        with contextlib.suppress(MlflowException):  # registered by an earlier day
             client.create_registered_model(cfg.mlflow.ranker_model)
-        except MlflowException:
-            pass  # registered by an earlier day
         version = client.create_model_version(cfg.mlflow.ranker_model, str(folder),
                                               tags={registry.TAG_DS: ds})
     return str(version.version)
