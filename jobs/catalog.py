@@ -133,7 +133,15 @@ def run(settings: Settings, ds: str, items_path: Path | None, users_path: Path |
     for name, table in loaded:
         report.setdefault("versions", {})[name] = lake.overwrite_partitions(name, table, [ds])
     if rejected:
-        lake.overwrite_partitions(QUARANTINE_CATALOG.name, pa.concat_tables(rejected), [ds])
+        # the day's partition is rewritten whole: keep the rejects of the kinds not loaded
+        # now (a users-only reload must not erase that day's item rejects)
+        kinds = pa.array([k for k, path in (("item", items_path), ("user", users_path))
+                          if path is not None])
+        kept = lake.read_arrow(QUARANTINE_CATALOG.name, [ds])
+        kept = kept.filter(pc.invert(pc.is_in(kept.column("kind"), value_set=kinds)))
+        lake.overwrite_partitions(QUARANTINE_CATALOG.name,
+                                  pa.concat_tables([kept, *rejected], promote_options="default"),
+                                  [ds])
     return report
 
 

@@ -123,7 +123,7 @@ def register(spec: TableSpec) -> TableSpec:
 
 DECLARING_MODULES = (
     "jobs.embeddings", "jobs.content", "jobs.popularity", "jobs.covisitation",
-    "jobs.candidates", "jobs.topn", "training.examples", "evaluation.offline",
+    "jobs.candidates", "jobs.topn", "jobs.hourly", "training.examples", "evaluation.offline",
 )
 """Modules that declare the later stages' tables next to the code that writes them."""
 
