@@ -3,7 +3,9 @@
 Each task runs one ``recpipe`` command for the run's logical date ``ds``; the stage list
 lives in ``recpipe.stages``. Parsing this file imports nothing heavy and reads no database.
 The config profile (``RECPIPE_ENV``: ``local``, ``cluster``) is read from the environment
-of the DAG processor and passed to every task.
+of the DAG processor and passed to every task. So is ``RECPIPE_RETRY_DELAY_S`` (default 30),
+the base of the retry delay in seconds: a first retry waits 1-2 times it, later ones back off
+exponentially, at most 10 minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ DEFAULT_LANDING = str(Path(__file__).resolve().parents[1] / "var" / "landing")
 VALUES = {"ds": "{{ ds }}", "landing": "{{ params.landing }}",
           "dataset": "{{ params.dataset }}"}
 PROFILE = {"RECPIPE_ENV": os.environ.get("RECPIPE_ENV", "local")}
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("RECPIPE_RETRY_DELAY_S", "30")))
 
 
 def log_failure(context) -> None:
@@ -44,7 +47,7 @@ with DAG(
     max_active_runs=1,
     default_args={
         "retries": 2,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": RETRY_DELAY,
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
@@ -68,6 +71,7 @@ with DAG(
             append_env=True,
             pool="spark" if stage.spark else "default_pool",
             **({} if stage.retries is None else {"retries": stage.retries}),
+            **({"trigger_rule": "all_done"} if stage.always else {}),
         )
         for stage in NIGHTLY
     }

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         timings[stage.task_id] = round(time.perf_counter() - t0, 2)
         if code:
             log.error("task %s failed with exit code %s", stage.task_id, code)
+            for final in ordered(PIPELINES[args.pipeline]):  # e.g. the run's summary
+                if final.always and final.task_id != stage.task_id:
+                    recpipe_main(final.argv(**values))
             return code
         if stage.task_id == args.to_task:
             break

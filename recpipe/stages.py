@@ -25,6 +25,9 @@ class Stage:
     retries: int | None = None
     """Retries for this task (default: the DAG's). The gate's verdict is deterministic: a
     rejection is final, so it is not retried."""
+    always: bool = False
+    """Runs once its upstream tasks have ended, whether they succeeded or not (Airflow
+    trigger rule ``all_done``): the run's summary is written after a rejection too."""
 
     def argv(self, **values: str) -> list[str]:
         """The command's arguments with placeholders filled from ``values``."""
@@ -57,6 +60,7 @@ NIGHTLY: tuple[Stage, ...] = (
     Stage("gate", ("gate", "--ds", "{ds}"), ("evaluate",), retries=0),
     Stage("export", ("export", "--ds", "{ds}"), ("gate",)),
     Stage("publish", ("release", "publish", "--ds", "{ds}"), ("export",)),
+    Stage("run_summary", ("status", "--ds", "{ds}", "--write"), ("publish",), always=True),
 )
 
 HOURLY: tuple[Stage, ...] = (

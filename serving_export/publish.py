@@ -204,6 +204,11 @@ def rollback(root: str | Path, release_id: str | None = None) -> str:
         return target
 
 
+RUN_SUMMARY_SUFFIX = ".summary.json"
+"""``<release_id>.summary.json`` beside a release: the summary of the run that built it
+(``recpipe status --write``); pruned with the release."""
+
+
 def list_releases(root: str | Path) -> list[ReleaseInfo]:
     """Every release directory (temporary build folders excluded), oldest first."""
     root = Path(root)
@@ -275,6 +280,7 @@ def prune(root: str | Path, keep: int, *, stale_tmp_s: float = 6 * 3600,
         if not dry_run:
             for name in doomed:
                 shutil.rmtree(root / name)
+                (root / f"{name}{RUN_SUMMARY_SUFFIX}").unlink(missing_ok=True)
                 logger.info("pruned %s", name)
         return doomed
 

@@ -35,6 +35,12 @@ def test_nightly_graph(dagbag):
         assert task.retries == (0 if task.task_id == "gate" else 2), task.task_id
     spark_tasks = {t.task_id for t in dag.tasks if t.pool == "spark"}
     assert spark_tasks == {s.task_id for s in NIGHTLY if s.spark}
+    # the run's summary is written last, after a gate rejection too
+    summary = dag.get_task("run_summary")
+    assert summary.upstream_task_ids == {"publish"}
+    assert summary.trigger_rule == "all_done"
+    assert all(t.trigger_rule == "all_success" for t in dag.tasks
+               if t.task_id != "run_summary")
 
 
 def test_commands_use_the_logical_date_not_now(dagbag):
