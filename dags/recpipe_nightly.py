@@ -3,9 +3,9 @@
 Each task runs one ``recpipe`` command for the run's logical date ``ds``; the stage list
 lives in ``recpipe.stages``. Parsing this file imports nothing heavy and reads no database.
 The config profile (``RECPIPE_ENV``: ``local``, ``cluster``) is read from the environment
-of the DAG processor and passed to every task. So is ``RECPIPE_RETRY_DELAY_S`` (default 30),
-the base of the retry delay in seconds: a first retry waits 1-2 times it, later ones back off
-exponentially, at most 10 minutes.
+of the DAG processor and passed to every task. The retry delay's base in seconds is Airflow
+configuration, ``[recpipe] retry_delay_s`` (``AIRFLOW__RECPIPE__RETRY_DELAY_S``, default 30):
+a first retry waits 1-2 times it, later ones back off exponentially, at most 10 minutes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, conf
 
 from recpipe.stages import NIGHTLY, bash_command
 
@@ -27,7 +27,7 @@ DEFAULT_LANDING = str(Path(__file__).resolve().parents[1] / "var" / "landing")
 VALUES = {"ds": "{{ ds }}", "landing": "{{ params.landing }}",
           "dataset": "{{ params.dataset }}"}
 PROFILE = {"RECPIPE_ENV": os.environ.get("RECPIPE_ENV", "local")}
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("RECPIPE_RETRY_DELAY_S", "30")))
+RETRY_DELAY = timedelta(seconds=conf.getfloat("recpipe", "retry_delay_s", fallback=30))
 
 
 def log_failure(context) -> None:

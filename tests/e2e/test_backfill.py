@@ -149,6 +149,10 @@ def _backfill_env(tmp: Path, port: int) -> dict[str, str]:
         # the scheduler runs the backfill's runs only: no run of its own for "yesterday"
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__RECPIPE__RETRY_DELAY_S": "10",  # the DAG's retry delay (30 by default)
+        # each Spark task is a short-lived JVM: the C1 JIT alone and the serial GC halve
+        # its CPU time here (measured: popularity 43 -> 18 CPU-s, candidates 51 -> 27)
+        "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     })
     return env
 
