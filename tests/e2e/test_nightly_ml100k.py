@@ -17,8 +17,10 @@ def _lake(env):
 
 
 def _snapshot(lake, name, key):
+    # every partition of the table: the rows of one key differ between dates, so the
+    # partition is part of the order (files are listed in no fixed order)
     rows = lake.read_arrow(name).to_pylist()
-    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))
+    return sorted(rows, key=lambda r: tuple(str(r.get(k)) for k in ("ds", *key)))
 
 
 def test_all_ratings_accepted_and_catalog_complete(nightly_run):
