@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the figures are their means (default: --seed)")
     parser.add_argument("--architecture", choices=["dlrm", "dcn"],
                         help="pipeline: the ranker's architecture (default: ranker setting)")
+    parser.add_argument("--windows", type=int,
+                        help="pipeline: label windows the ranker trains on (default: "
+                             "ranker.example_windows); each needs the candidates of one more "
+                             "earlier date")
     parser.add_argument("--lake", type=Path,
                         help="pipeline: lake folder to build or reuse (default: a temporary "
                              "folder, removed afterwards)")
@@ -323,13 +327,33 @@ def stages_up_to(target: str) -> list:
     return [s for s in ordered(NIGHTLY) if s.task_id in needed]
 
 
-def prepare_lake(settings: Settings, landing: Path) -> None:
-    """Run the nightly stages up to the candidates for each date missing its candidates."""
+def lake_dates(windows: int) -> list[str]:
+    """The dates whose candidates the pipeline part needs, oldest first: D2, and D1 -
+    k * ``LABEL_DAYS`` for each of the ``windows`` label windows (k < ``windows``)."""
+    from datetime import date, timedelta
+
+    d1, d2 = PIPELINE_DATES
+    earlier = [(date.fromisoformat(d1) - timedelta(days=k * LABEL_DAYS)).isoformat()
+               for k in range(windows)]
+    return sorted({d2, *earlier})
+
+
+def example_dates(windows: int) -> list[str]:
+    """The example partitions of the ranker of D2 (D2 - k * ``LABEL_DAYS``), newest first."""
+    from datetime import date, timedelta
+
+    d2 = date.fromisoformat(PIPELINE_DATES[1])
+    return [(d2 - timedelta(days=k * LABEL_DAYS)).isoformat() for k in range(windows)]
+
+
+def prepare_lake(settings: Settings, landing: Path, windows: int = 1) -> None:
+    """Run the nightly stages up to the candidates for each date missing its candidates
+    (:func:`lake_dates`, oldest first)."""
     from jobs.lake import Lake
     from recpipe.cli import main as recpipe_main
 
     lake = Lake(settings)
-    for ds in PIPELINE_DATES:
+    for ds in lake_dates(windows):
         if ds in lake.partitions("gold/candidates"):
             logger.info("the lake already holds the candidates of %s", ds)
             continue
@@ -444,7 +468,8 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
 
 
 def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: int | None,
-                 architecture: str | None = None) -> dict[str, Any]:
+                 architecture: str | None = None, windows: int | None = None
+                 ) -> dict[str, Any]:
     """The measured part: ranked vs retrieval-only top-N on the holdout of D2.
 
     One ranker per seed (the seed draws the validation users and initialises the model);
@@ -469,18 +494,29 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
         env["RECPIPE_RANKER__EPOCHS"] = str(epochs)
     if architecture is not None:
         env["RECPIPE_RANKER__ARCHITECTURE"] = architecture
+    if windows is not None:
+        env["RECPIPE_RANKER__EXAMPLE_WINDOWS"] = str(windows)
     with environment(env):
         settings = load_settings(env=settings.env)
+        windows = settings.ranker.example_windows
         started = time.perf_counter()
-        prepare_lake(settings, lake_dir / "landing")
+        prepare_lake(settings, lake_dir / "landing", windows)
         pipeline_seconds = time.perf_counter() - started
         spark = get_spark(settings)
         lake = Lake(settings)
         started = time.perf_counter()
-        examples = build_examples(spark, settings, d2)
+        built = [build_examples(spark, settings, ds) for ds in example_dates(windows)]
         examples_seconds = time.perf_counter() - started
-        if "skipped" in examples:
-            raise RuntimeError(f"no ranker examples for {d2}: {examples['skipped']}")
+        skipped = [f"{b['ds']}: {b['skipped']}" for b in built if "skipped" in b]
+        if skipped:
+            raise RuntimeError(f"no ranker examples for {'; '.join(skipped)}")
+        examples = {"label_window": built[0]["label_window"],
+                    "label_windows": [b["label_window"] for b in built],
+                    "rows": sum(b["rows"] for b in built),
+                    "positives": sum(b["positives"] for b in built),
+                    "users": sum(b["users"] for b in built),
+                    "by_origin": {k: sum(b["by_origin"].get(k, 0) for b in built)
+                                  for k in {o for b in built for o in b["by_origin"]}}}
         example_rows = lake.read_arrow(EXAMPLES.name, [d2])
         mlflow_cfg = MlflowSettings(tracking_uri=f"sqlite:///{lake_dir / 'mlflow.db'}",
                                     artifact_root=str(lake_dir / "mlflow-artifacts"))
@@ -531,8 +567,9 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
         "holdout_users": holdout.n_users,
         "surface": SURFACE,
         "dates": {"candidates": d1, "ranker": d2, "label_window": examples["label_window"],
-                  "holdout_days": HOLDOUT_DAYS},
+                  "label_windows": examples["label_windows"], "holdout_days": HOLDOUT_DAYS},
         "examples": {k: examples[k] for k in ("rows", "positives", "users", "by_origin")},
+        "example_windows": windows,
         "architecture": settings.ranker.architecture,
         "seconds": {"pipeline_to_candidates": pipeline_seconds, "examples": examples_seconds,
                     "features": feature_seconds},
@@ -548,6 +585,14 @@ def _weights(r: dict[str, Any]) -> str:
     return "/".join(format(w, "g") for w in chosen)
 
 
+def _earlier_windows(r: dict[str, Any]) -> str:
+    earlier = r["dates"].get("label_windows", [])[1:]
+    if not earlier:
+        return ""
+    return f" and {len(earlier)} earlier windows from {earlier[-1][0]} ({r['examples']['users']} "\
+        "user-windows)"
+
+
 def format_pipeline(r: dict[str, Any]) -> str:
     """The printed comparison of the pipeline part."""
     d = r["dates"]
@@ -556,7 +601,8 @@ def format_pipeline(r: dict[str, Any]) -> str:
         f"MovieLens 100K, temporal split: holdout {d['holdout_days']} days up to "
         f"{d['ranker']} ({r['holdout_users']} users), surface {r['surface']}; ranker "
         f"({r['architecture']}) trained on the candidates of {d['candidates']} labelled "
-        f"{d['label_window'][0]} .. {d['label_window'][1]}; "
+        f"{d['label_window'][0]} .. {d['label_window'][1]}"
+        f"{_earlier_windows(r)}; "
         f"{'mean of seeds ' + ','.join(map(str, seeds)) if len(seeds) > 1 else f'seed {seeds[0]}'}",
         f"{'top-N ordered by':<26}{'NDCG@10':>9}{'recall@100':>12}",
         f"{'retrieval blend (baseline)':<26}{r['ndcg@10_retrieval']:>9.4f}"
@@ -633,6 +679,8 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--models must list dlrm and/or dcn, got {args.models!r}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.windows is not None and args.windows < 1:
+        raise UsageError(f"--windows must be >= 1, got {args.windows}")
     seed = settings.ranker.seed if args.seed is None else args.seed
     seeds = parse_seeds(args.seeds) if args.seeds else [seed]
     result: dict[str, Any] = {}
@@ -640,7 +688,7 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         tmp = None if args.lake else Path(tempfile.mkdtemp(prefix="recpipe-bench-ranker-"))
         try:
             result.update(run_pipeline(settings, args.lake or tmp, seeds, args.epochs,
-                                       args.architecture))
+                                       args.architecture, args.windows))
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)

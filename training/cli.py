@@ -195,7 +195,7 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
     probs, labels, _ = predict(fitted.model, batches)
     out = ctr_metrics(probs, labels)
     cand = pc.equal(valid.column("origin"), ORIGIN_CANDIDATE).to_numpy(zero_copy_only=False)
-    users = np.asarray(valid.column("user_id").to_pylist(), dtype=object)[cand]
+    users = np.asarray(list_keys(valid), dtype=object)[cand]
     items = np.asarray(valid.column("item_id").to_pylist(), dtype=object)[cand]
     retrieval = valid.column("retrieval_score").to_numpy(zero_copy_only=False)[cand]
 
@@ -215,6 +215,16 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
     out[f"ndcg_at_{k}_fused"] = tried[best]
     out["ndcg_users"] = float(len(set(users[labels[cand] > 0].tolist())))
     return out
+
+
+def list_keys(examples: pa.Table) -> list[str]:
+    """The candidate list each example row belongs to: its user in its label window
+    (``user_id`` and ``source_ds``), so a user's lists of two windows stay apart."""
+    users = examples.column("user_id").to_pylist()
+    if "source_ds" not in examples.column_names:
+        return users
+    return [f"{u}@{d}" for u, d in zip(users, examples.column("source_ds").to_pylist(),
+                                       strict=True)]
 
 
 def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping[str, float],
@@ -264,6 +274,23 @@ def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping
             "registered": f"{name}/{version.version}"}
 
 
+def example_dates(settings: Settings, ds: str, available: Sequence[str]) -> list[str]:
+    """The example partitions the ranker of ``ds`` trains on, newest first: ``ds`` and
+    ``ds - k * ranker.label_days`` for ``0 < k < ranker.example_windows``, those in
+    ``available`` (a missing one is logged)."""
+    from datetime import date, timedelta
+
+    rs = settings.ranker
+    day = date.fromisoformat(ds)
+    wanted = [(day - timedelta(days=k * rs.label_days)).isoformat()
+              for k in range(rs.example_windows)]
+    missing = [d for d in wanted if d not in set(available)]
+    if missing:
+        log.info("ranker of %s: no examples for %s (label windows skipped)", ds,
+                 ", ".join(missing))
+    return [d for d in wanted if d not in missing]
+
+
 def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None = None,
                  use_mlflow: bool = True) -> dict[str, Any]:
     """Train the ranker of ``ds`` on ``gold/ranker_examples/ds=<ds>``, export, register.
@@ -294,7 +321,8 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
                  "retrieval-only scores", EXAMPLES.name, ds, ds)
         return {"ds": ds, "skipped": f"no ranker examples for {ds}"}
     rs = settings.ranker
-    table = lake.read_arrow(EXAMPLES.name, [ds])
+    windows = example_dates(settings, ds, lake.partitions(EXAMPLES.name))
+    table = lake.read_arrow(EXAMPLES.name, windows)
     train, valid = split_by_user(table, rs.valid_fraction, rs.seed)
     spec = candidate_feature_spec(rs)
     fitted = fit_ranker(rs, spec, table_source(train), table_source(valid))
@@ -307,9 +335,11 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
         "train_samples_per_s": fitted.result.train_samples_per_s,
         "train_rows": float(train.num_rows), "valid_rows": float(valid.num_rows),
         "train_positives": float(sum(train.column("label").to_pylist())),
+        "example_windows": float(len(windows)),
     }
     params = {**{f"ranker.{k}": v for k, v in rs.model_dump(mode="json").items()},
-              "ds": ds, "source_ds": label_window(settings, ds).source_ds}
+              "ds": ds, "source_ds": label_window(settings, ds).source_ds,
+              "example_partitions": ",".join(windows)}
     out = export_dir(settings, ds)
     out.parent.mkdir(parents=True, exist_ok=True)
     _export_replacing(fitted, out, metrics, params)

@@ -207,3 +207,31 @@ def test_the_fusion_weight_is_chosen_on_validation_users(spark, trained, tmp_pat
     for user, n_good in (("u1", 3), ("u2", 2)):
         order = sorted((k[1] for k in scores if k[0] == user), key=lambda i: -scores[(user, i)])
         assert set(order[:n_good]) == GOOD & set(order), order
+
+
+def test_training_reads_the_earlier_label_windows(trained, tmp_path):
+    """``example_windows: 3``: the ranker of D2 trains on the examples of D2 and of D2 - 14
+    days (a second window, other users), and skips the missing D2 - 28; a user present in
+    both windows has two candidate lists in the validation NDCG, not one merged list."""
+    from training.cli import example_dates, list_keys, run_train_ds
+
+    settings, summary, mlflow_cfg = trained
+    earlier = "2024-01-10"
+    older = planted_examples(20, seed=2)
+    older = older.set_column(older.schema.get_field_index("ds"), "ds",
+                             pa.array([earlier] * older.num_rows))
+    older = older.set_column(older.schema.get_field_index("source_ds"), "source_ds",
+                             pa.array(["2023-12-27"] * older.num_rows))
+    lake = Lake(settings)
+    lake.overwrite_partitions(EXAMPLES.name, older)  # the other tests train on D2 alone
+    three = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={
+        "example_windows": 3, "model_dir": str(tmp_path / "models")})})
+    assert example_dates(three, D2, lake.partitions(EXAMPLES.name)) == [D2, earlier]
+    m = run_train_ds(three, D2, mlflow_cfg, use_mlflow=False)["metrics"]
+    assert m["example_windows"] == 2 and summary["metrics"]["example_windows"] == 1
+    # 80 user-windows of 6 rows instead of 60; users x0..x19 are in both windows
+    assert m["train_rows"] + m["valid_rows"] == 480
+    assert m["valid_auc"] > 0.95
+    keys = list_keys(pa.concat_tables([planted_examples(1, 0), older.slice(0, 6)]))
+    assert len(set(keys)) == 2 and keys[0] != keys[-1]
+    assert {k.split("@")[0] for k in keys} == {"x0"}
