@@ -239,6 +239,8 @@ def recommend_user(rel: Release, surface: str, user_id: str, n: int,
     else:
         _take_arrays(rel, gate, taken, items, scores, masks, list_source, n, main)
     out = _interleave(main, blended, n)
+    if len(out) >= n:
+        return source, out, False
     backfilled = False
     # Short list: fill from the segment's popular list (if not used already), then overall.
     fills = []
