@@ -36,6 +36,7 @@ from jobs.errors import EmptyInput
 from jobs.lake import Lake
 from jobs.schemas import SILVER_INTERACTIONS, SILVER_USERS, TableSpec, register
 from jobs.segments import ALL, segment_of
+from jobs.spark import exact_sum
 from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def decayed_user_items(events: DataFrame, cfg: PopularitySettings, last_date: st
                    & F.col("event_type").isin(list(weights)))
             .withColumn("w", base * F.pow(F.lit(0.5), age_days / cfg.half_life_days))
             .groupBy("user_id", "item_id")
-            .agg(F.least(F.sum("w"), F.lit(float(cfg.user_item_cap))).alias("w")))
+            .agg(F.least(exact_sum("w"), F.lit(float(cfg.user_item_cap))).alias("w")))
 
 
 def user_segments(users: DataFrame, rules: list[SegmentRule]) -> DataFrame:
@@ -154,7 +155,7 @@ def transform(events: DataFrame, segments: DataFrame | None, cfg: PopularitySett
         ``segment, item_id, score, rank, ds``, at most ``cfg.top_k`` rows per segment.
     """
     user_items = decayed_user_items(events, cfg, last_date)
-    overall = (user_items.groupBy("item_id").agg(F.sum("w").alias("score"))
+    overall = (user_items.groupBy("item_id").agg(exact_sum("w").alias("score"))
                .withColumn("segment", F.lit(ALL)))
     parts = [overall.select("segment", "item_id", "score")]
     if cfg.segments:
@@ -169,7 +170,7 @@ def transform(events: DataFrame, segments: DataFrame | None, cfg: PopularitySett
                .where(F.col("n_users") >= cfg.min_segment_users)
                .select("segment"))
         per_segment = (tagged.join(big, "segment", "left_semi")
-                       .groupBy("segment", "item_id").agg(F.sum("w").alias("score")))
+                       .groupBy("segment", "item_id").agg(exact_sum("w").alias("score")))
         parts.append(per_segment.select("segment", "item_id", "score"))
     scores = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
     return (rank_top_k(scores, cfg.top_k)

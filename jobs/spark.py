@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
 
 from conf import Settings
 
@@ -39,3 +40,19 @@ def get_spark(settings: Settings) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+SUM_DECIMALS = 12
+"""Decimal places kept by :func:`exact_sum` (a weight's rounding error is below 1e-12)."""
+
+
+def exact_sum(column: str | Column) -> Column:
+    """The sum of a double column, the same whatever order Spark adds the rows in.
+
+    A double sum depends on the order of its terms (the last bits differ from run to run as
+    shuffles deliver rows in another order), which would break the rule that a rerun of a
+    task gives the same table. Each value is rounded to :data:`SUM_DECIMALS` places and
+    summed as a decimal, which is exact; the result is cast back to double.
+    """
+    col = F.col(column) if isinstance(column, str) else column
+    return F.sum(col.cast(f"decimal(38,{SUM_DECIMALS})")).cast("double")

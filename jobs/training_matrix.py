@@ -26,6 +26,7 @@ from conf.pipeline import MatrixSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.schemas import SILVER_INTERACTIONS, TRAINING_MATRIX
+from jobs.spark import exact_sum
 from jobs.window import dates_between, training_window
 
 
@@ -62,7 +63,7 @@ def transform(interactions: DataFrame, cfg: MatrixSettings, ds: str) -> DataFram
     decay = F.pow(F.lit(0.5), age_days / cfg.half_life_days)
     scored = interactions.withColumn("w", event_weight(cfg) * decay)
     return (scored.groupBy("user_id", "item_id")
-            .agg(F.sum("w").alias("confidence"), F.count(F.lit(1)).alias("n_events"),
+            .agg(exact_sum("w").alias("confidence"), F.count(F.lit(1)).alias("n_events"),
                  F.max("ts").alias("last_ts"))
             .where(F.col("confidence") > cfg.min_confidence)
             .withColumn("ds", F.lit(ds))

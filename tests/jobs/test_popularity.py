@@ -150,3 +150,23 @@ def test_main_reports_an_empty_window_on_stderr_with_exit_2(spark, tmp_path, cap
     with pytest.raises(SystemExit) as exc:
         main(["--ds", "2024-13-01"])
     assert exc.value.code == 2
+
+
+def test_exact_sum_does_not_depend_on_the_row_order(spark):
+    """A double sum's last bits follow the order Spark adds rows in (0.1 + 0.2 + 0.3 !=
+    0.3 + 0.2 + 0.1); the weights of popularity and the training matrix are summed with
+    ``exact_sum``, so a rerun whose shuffle delivers rows in another order writes the same
+    scores."""
+    from pyspark.sql import functions as F
+
+    from jobs.spark import exact_sum
+
+    def total(values, agg):
+        df = spark.createDataFrame([(v,) for v in values], "w double").coalesce(1)
+        return df.agg(agg.alias("s")).collect()[0]["s"]
+
+    forward, backward = [0.1, 0.2, 0.3], [0.3, 0.2, 0.1]
+    assert total(forward, F.sum("w")) != total(backward, F.sum("w"))
+    assert total(forward, exact_sum("w")) == total(backward, exact_sum("w")) == 0.6
+    assert total([-1.5, 2 ** -0.5], exact_sum("w")) == pytest.approx(-1.5 + 2 ** -0.5,
+                                                                      abs=1e-12)
