@@ -19,7 +19,7 @@ from pathlib import Path
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, conf
 
-from recpipe.stages import NIGHTLY, bash_command
+from recpipe.stages import NIGHTLY, WATCHER, bash_command
 
 log = logging.getLogger(__name__)
 RECPIPE = str(Path(sys.executable).with_name("recpipe"))
@@ -78,3 +78,9 @@ with DAG(
     for stage in NIGHTLY:
         for upstream in stage.upstream:
             tasks[upstream] >> tasks[stage.task_id]
+    watcher = BashOperator(  # recpipe.stages.WATCHER: runs only when a stage failed
+        task_id=WATCHER,
+        bash_command="echo 'a recpipe stage failed (or the gate rejected the model): this run "
+                     "is marked failed; see the failed task and run_summary' >&2; exit 1",
+        env=PROFILE, append_env=True, trigger_rule="one_failed", retries=0)
+    list(tasks.values()) >> watcher

@@ -15,8 +15,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from recpipe.stages import WATCHER
+
 GATE = "gate"
 AFTER_GATE = {"export", "publish"}
+
 OK = {"success", "skipped"}
 
 
@@ -40,7 +43,7 @@ def outcome(states: list[dict]) -> int:
     bad = {t for t, s in by_task.items() if s not in OK}
     if not bad:
         return 0
-    if by_task.get(GATE) == "failed" and bad <= {GATE} | AFTER_GATE:
+    if by_task.get(GATE) == "failed" and bad <= {GATE, WATCHER} | AFTER_GATE:
         return 3
     return 1
 

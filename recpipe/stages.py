@@ -63,6 +63,12 @@ NIGHTLY: tuple[Stage, ...] = (
     Stage("run_summary", ("status", "--ds", "{ds}", "--write"), ("publish",), always=True),
 )
 
+WATCHER = "mark_run_failed"
+"""The nightly DAG's last task (Airflow only): trigger rule ``one_failed`` below every stage,
+it fails when any stage failed, so the DAG run is marked failed although ``run_summary``
+succeeded (Airflow derives a run's state from its leaf tasks: without it a crashed stage or
+a gate rejection would end as a green run); when nothing failed it is skipped."""
+
 HOURLY: tuple[Stage, ...] = (
     Stage("ingest_spool", ("hourly", "--step", "ingest", "--ds", "{ds}", "--hour", "{hour}",
                            "--spool", "{spool}"), spark=True),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from recpipe.run import ordered
-from recpipe.stages import NIGHTLY, bash_command
+from recpipe.stages import NIGHTLY, WATCHER, bash_command
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -29,10 +29,10 @@ def test_nightly_graph(dagbag):
     assert ("ingest_events", "check_quality") in edges
     assert ("check_quality", "training_matrix") in edges
     assert ("load_catalog", "training_matrix") in edges
-    assert {t.task_id for t in dag.tasks} == {s.task_id for s in NIGHTLY}
+    assert {t.task_id for t in dag.tasks} == {s.task_id for s in NIGHTLY} | {WATCHER}
     for task in dag.tasks:
-        # every task retries, except the gate: its verdict is deterministic
-        assert task.retries == (0 if task.task_id == "gate" else 2), task.task_id
+        # every task retries, except the gate (its verdict is deterministic) and the watcher
+        assert task.retries == (0 if task.task_id in ("gate", WATCHER) else 2), task.task_id
     spark_tasks = {t.task_id for t in dag.tasks if t.pool == "spark"}
     assert spark_tasks == {s.task_id for s in NIGHTLY if s.spark}
     # the run's summary is written last, after a gate rejection too
@@ -40,7 +40,12 @@ def test_nightly_graph(dagbag):
     assert summary.upstream_task_ids == {"publish"}
     assert summary.trigger_rule == "all_done"
     assert all(t.trigger_rule == "all_success" for t in dag.tasks
-               if t.task_id != "run_summary")
+               if t.task_id not in ("run_summary", WATCHER))
+    # ... and a failed stage still fails the run: the watcher hangs below every stage
+    watcher = dag.get_task(WATCHER)
+    assert watcher.trigger_rule == "one_failed"
+    assert watcher.upstream_task_ids == {s.task_id for s in NIGHTLY}
+    assert {t.task_id for t in dag.tasks if not t.downstream_task_ids} == {WATCHER}
 
 
 def test_commands_use_the_logical_date_not_now(dagbag):

@@ -31,6 +31,7 @@ import pytest
 from conf import load_settings
 from jobs.lake import Lake
 from recpipe.dagrun import AFTER_GATE, outcome
+from recpipe.stages import WATCHER
 
 from .conftest import BIN, HOLDOUT_DAYS, REPO, pipeline_env, run_checked
 
@@ -247,8 +248,12 @@ def test_three_backfill_runs_end_well(backfill):
         assert code in (0, 3), detail
         if code == 0:
             assert runs[ds]["state"] == "success", detail
-        else:  # the gate rejected the model: export and publish did not run
+            assert by_task[WATCHER] == "skipped", detail
+        else:  # the gate rejected the model: export and publish did not run, the summary
+            # was written, and the watcher marked the run failed for the operator to see
             assert not {t for t in AFTER_GATE if by_task[t] == "success"}, detail
+            assert by_task["run_summary"] == "success", detail
+            assert by_task[WATCHER] == "failed" and runs[ds]["state"] == "failed", detail
 
 
 def test_a_date_is_published_if_and_only_if_its_gate_passed(backfill):
@@ -300,4 +305,8 @@ def test_a_late_file_fails_the_task_once_and_the_retry_succeeds(backfill):
     first = Path(logs) / "attempt=1.log"
     assert "items.parquet" in first.read_text(errors="replace")  # failed for the file
     run = {r["logical_date"][:10]: r for r in backfill["list_runs"]}[LATE]
-    assert run["state"] == "success"
+    # the run went on after the retry: it ends as its gate decides, not failed for the file
+    gate_passed = outcome(backfill["tasks"][LATE]) == 0
+    assert run["state"] == ("success" if gate_passed else "failed")
+    assert {t["task_id"]: t["state"] for t in backfill["tasks"][LATE]}["gate"] == (
+        "success" if gate_passed else "failed")
