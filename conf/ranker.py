@@ -89,7 +89,7 @@ class RankerSettings(Section):
     label_days: PositiveInt = 14
     """The examples of date D are the candidates of D' = D - ``label_days``, labelled by the
     positive events after the training cutoff of D' up to the training cutoff of D."""
-    example_windows: PositiveInt = 1
+    example_windows: PositiveInt = 6
     """Label windows the ranker of D trains on: the examples of D and of D - k *
     ``label_days`` for 0 < k < ``example_windows`` (each built by its own night; a missing
     partition is logged and skipped). More windows give more users and positives, and item

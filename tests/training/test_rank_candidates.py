@@ -21,7 +21,8 @@ GOOD = {"i2", "i4", "i6"}
 TINY = {"embedding_dim": 4, "dense_arch_layer_sizes": [8, 4], "over_arch_layer_sizes": [8, 1],
         "dcn_num_layers": 1, "dcn_low_rank_dim": 2, "batch_size": 64, "eval_batch_size": 256,
         "shuffle_buffer_rows": 512, "epochs": 12, "patience": 4, "id_min_count": 1,
-        "dense_lr": 0.01, "sparse_lr": 0.2, "valid_fraction": 0.25, "retrieval_weight": 0.0}
+        "dense_lr": 0.01, "sparse_lr": 0.2, "valid_fraction": 0.25, "retrieval_weight": 0.0,
+        "example_windows": 1}
 
 
 def planted_examples(n_users: int, seed: int) -> pa.Table:
