@@ -498,6 +498,9 @@ def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(direct)
+    # Starlette tries routes in order: the lookups first, then the docs and POST endpoints
+    # (no two routes share a path and method, so the order changes no answer)
+    app.router.routes.sort(key=lambda route: not isinstance(route, DirectRoute))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
