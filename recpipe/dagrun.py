@@ -31,8 +31,25 @@ def task_states(dag_id: str, log_text: str) -> list[dict]:
     airflow = str(Path(sys.executable).with_name("airflow"))
     out = subprocess.run([airflow, "tasks", "states-for-dag-run", dag_id, run_ids[-1], "-o",
                           "json"], capture_output=True, text=True, check=False)
-    start = out.stdout.find("[")
-    return json.loads(out.stdout[start:]) if start >= 0 else []
+    return json_list(out.stdout)
+
+
+def json_list(text: str) -> list[dict]:
+    """The JSON array in ``text``: the first line that starts one and parses (Airflow may
+    print log lines such as ``... [warning ] ...`` around it); ``[]`` if there is none."""
+    decoder = json.JSONDecoder()
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("["):
+            try:
+                value, _ = decoder.raw_decode(text, offset + len(line) - len(line.lstrip()))
+            except ValueError:
+                pass
+            else:
+                if isinstance(value, list):
+                    return value
+        offset += len(line)
+    return []
 
 
 def outcome(states: list[dict]) -> int:

@@ -24,3 +24,15 @@ def test_any_other_failure_is_a_failure():
     assert outcome(states(embeddings="failed", **{WATCHER: "failed"})) == 1
     assert outcome(states(gate="failed", run_summary="failed", **{WATCHER: "failed"})) == 1
     assert outcome([]) == 1
+
+
+def test_the_task_list_is_found_among_log_lines():
+    from recpipe.dagrun import json_list
+
+    rows = [{"task_id": "gate", "state": "success"}]
+    noisy = ("2026-11-29T19:35:59Z [warning  ] something is deprecated [py.warnings]\n"
+             '[{"task_id": "gate", "state": "success"}]\n'
+             "[info] done\n")
+    assert json_list(noisy) == rows
+    assert json_list('  [{"task_id": "gate",\n "state": "success"}]') == rows
+    assert json_list("no table here [x]") == []
