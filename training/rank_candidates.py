@@ -124,7 +124,11 @@ def score_batches(batches, path: str, columns: list[str], batch_size: int, threa
     batches = [b for b in batches if b.num_rows]
     if not batches:
         return
-    table = pa.Table.from_batches(batches)
+    # A row's score must not depend on which rows share its batch (a matrix product's last
+    # bits follow the batch's shape), and the shuffle delivers a partition's rows in any
+    # order: score them in a fixed order, so a rerun writes the same scores.
+    table = pa.Table.from_batches(batches).sort_by([("user_id", "ascending"),
+                                                    ("item_id", "ascending")])
     probs = ranker.score_table(table, batch_size)
     users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
     items = np.asarray(table.column("item_id").to_pylist(), dtype=object)

@@ -236,3 +236,28 @@ def test_training_reads_the_earlier_label_windows(trained, tmp_path):
     keys = list_keys(pa.concat_tables([planted_examples(1, 0), older.slice(0, 6)]))
     assert len(set(keys)) == 2 and keys[0] != keys[-1]
     assert {k.split("@")[0] for k in keys} == {"x0"}
+
+
+def test_a_partition_scores_the_same_in_any_row_order(spark, trained):
+    """The shuffle hands a scoring task its rows in any order: the scores must not change
+    (a rerun of the precompute writes the same table)."""
+    from training.examples import add_features, feature_inputs
+    from training.rank_candidates import export_dir, score_batches
+
+    settings, _, _ = trained
+    lake = Lake(settings)
+    candidates = lake.read_spark(spark, "gold/candidates", [D2])
+    featured = add_features(candidates, feature_inputs(spark, lake, settings, D2)).toArrow()
+    columns = candidates.columns
+
+    def scores(table: pa.Table) -> dict:
+        out = pa.Table.from_batches(list(score_batches(
+            table.to_batches(max_chunksize=3), str(export_dir(settings, D2)), columns,
+            batch_size=4, threads=1, weight=0.0)))
+        return {(u, i): s for u, i, s in zip(out.column("user_id").to_pylist(),
+                                             out.column("item_id").to_pylist(),
+                                             out.column("score").to_pylist(), strict=True)}
+
+    shuffled = featured.take(np.random.default_rng(3).permutation(featured.num_rows))
+    assert scores(shuffled) == scores(featured)
+    assert len(scores(featured)) == featured.num_rows
