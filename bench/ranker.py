@@ -327,33 +327,24 @@ def stages_up_to(target: str) -> list:
     return [s for s in ordered(NIGHTLY) if s.task_id in needed]
 
 
-def lake_dates(windows: int) -> list[str]:
-    """The dates whose candidates the pipeline part needs, oldest first: D2, and D1 -
-    k * ``LABEL_DAYS`` for each of the ``windows`` label windows (k < ``windows``)."""
-    from datetime import date, timedelta
+def lake_dates(settings: Settings) -> list[str]:
+    """The dates whose candidates the pipeline part needs, oldest first: D2, and the
+    candidates' date of each label window the ranker of D2 trains on."""
+    from training.examples import label_window, window_dates
 
-    d1, d2 = PIPELINE_DATES
-    earlier = [(date.fromisoformat(d1) - timedelta(days=k * LABEL_DAYS)).isoformat()
-               for k in range(windows)]
-    return sorted({d2, *earlier})
-
-
-def example_dates(windows: int) -> list[str]:
-    """The example partitions of the ranker of D2 (D2 - k * ``LABEL_DAYS``), newest first."""
-    from datetime import date, timedelta
-
-    d2 = date.fromisoformat(PIPELINE_DATES[1])
-    return [(d2 - timedelta(days=k * LABEL_DAYS)).isoformat() for k in range(windows)]
+    d2 = PIPELINE_DATES[1]
+    return sorted({d2, *(label_window(settings, e).source_ds
+                         for e in window_dates(settings, d2))})
 
 
-def prepare_lake(settings: Settings, landing: Path, windows: int = 1) -> None:
+def prepare_lake(settings: Settings, landing: Path) -> None:
     """Run the nightly stages up to the candidates for each date missing its candidates
     (:func:`lake_dates`, oldest first)."""
     from jobs.lake import Lake
     from recpipe.cli import main as recpipe_main
 
     lake = Lake(settings)
-    for ds in lake_dates(windows):
+    for ds in lake_dates(settings):
         if ds in lake.partitions("gold/candidates"):
             logger.info("the lake already holds the candidates of %s", ds)
             continue
@@ -481,7 +472,7 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
     from evaluation.offline import read_inputs
     from jobs.lake import Lake
     from jobs.spark import get_spark
-    from training.examples import EXAMPLES, add_features, feature_inputs
+    from training.examples import EXAMPLES, add_features, feature_inputs, window_dates
     from training.examples import run as build_examples
 
     d1, d2 = PIPELINE_DATES
@@ -503,12 +494,12 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
         settings = load_settings(env=settings.env)
         windows = settings.ranker.example_windows
         started = time.perf_counter()
-        prepare_lake(settings, lake_dir / "landing", windows)
+        prepare_lake(settings, lake_dir / "landing")
         pipeline_seconds = time.perf_counter() - started
         spark = get_spark(settings)
         lake = Lake(settings)
         started = time.perf_counter()
-        built = [build_examples(spark, settings, ds) for ds in example_dates(windows)]
+        built = [build_examples(spark, settings, ds) for ds in window_dates(settings, d2)]
         examples_seconds = time.perf_counter() - started
         skipped = [f"{b['ds']}: {b['skipped']}" for b in built if "skipped" in b]
         if skipped:

@@ -275,15 +275,11 @@ def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping
 
 
 def example_dates(settings: Settings, ds: str, available: Sequence[str]) -> list[str]:
-    """The example partitions the ranker of ``ds`` trains on, newest first: ``ds`` and
-    ``ds - k * ranker.label_days`` for ``0 < k < ranker.example_windows``, those in
-    ``available`` (a missing one is logged)."""
-    from datetime import date, timedelta
+    """The example partitions the ranker of ``ds`` trains on: those of
+    :func:`training.examples.window_dates` in ``available`` (a missing one is logged)."""
+    from training.examples import window_dates
 
-    rs = settings.ranker
-    day = date.fromisoformat(ds)
-    wanted = [(day - timedelta(days=k * rs.label_days)).isoformat()
-              for k in range(rs.example_windows)]
+    wanted = window_dates(settings, ds)
     missing = [d for d in wanted if d not in set(available)]
     if missing:
         log.info("ranker of %s: no examples for %s (label windows skipped)", ds,

@@ -104,6 +104,14 @@ def label_window(settings: Settings, ds: str) -> LabelWindow:
     return LabelWindow(ds=ds, source_ds=source, first=first, last=cutoff)
 
 
+def window_dates(settings: Settings, ds: str) -> list[str]:
+    """The dates whose examples the ranker of ``ds`` trains on, newest first: ``ds`` and
+    ``ds - k * ranker.label_days`` for ``0 < k < ranker.example_windows``."""
+    day, step = date.fromisoformat(ds), settings.ranker.label_days
+    return [(day - timedelta(days=k * step)).isoformat()
+            for k in range(settings.ranker.example_windows)]
+
+
 # -- labels ---------------------------------------------------------------------------------
 def positive_pairs(events: DataFrame, cfg: RankerSettings) -> DataFrame:
     """Positive (user, item) pairs of ``events`` with their example weight.

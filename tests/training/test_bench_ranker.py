@@ -65,3 +65,16 @@ def test_split_sizes_disjoint_and_seeded():
 def test_bad_models_argument_exits_2(capsys):
     assert main(["--models", "wide"]) == 2
     assert "--models" in capsys.readouterr().err
+
+
+def test_the_pipeline_part_builds_the_candidates_of_every_label_window():
+    from bench.ranker import lake_dates
+    from conf import load_settings
+    from training.examples import window_dates
+
+    settings = load_settings(overrides={
+        "lake_root": "unused", "matrix": {"holdout_days": 14},
+        "ranker": {"label_days": 14, "example_windows": 3}})
+    assert window_dates(settings, "1998-04-22") == ["1998-04-22", "1998-04-08", "1998-03-25"]
+    # D2 itself, and the candidates of D - 14 days for each window's date D
+    assert lake_dates(settings) == ["1998-03-11", "1998-03-25", "1998-04-08", "1998-04-22"]
