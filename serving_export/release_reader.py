@@ -90,6 +90,10 @@ def verify_release(path: str | Path, *, check_hashes: bool = True) -> dict[str, 
     return manifest
 
 
+ROW_CACHE = 1 << 16
+"""Ids whose rows each loaded release remembers (per id kind; about 10 MiB when full)."""
+
+
 def _map(path: Path) -> np.ndarray:
     # A plain ndarray view of the memory map: cheaper to index than np.memmap.
     return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
@@ -160,6 +164,14 @@ class Release:
         """Serialised answers of the service, keyed by their entries (bounded by it)."""
         self._user_width = self.user_ids.dtype.itemsize
         self._item_width = self.item_ids.dtype.itemsize
+        # The hot path reads lists through memoryviews (a slice's ``tolist`` without numpy's
+        # per-call dispatch) and remembers recently asked ids' rows (bounded).
+        self._topn_views = {s: tuple(memoryview(a) for a in arrays)
+                            for s, arrays in self._topn.items()}
+        self._purchased_views = (memoryview(self.purchased_offsets),
+                                 memoryview(self.purchased_items))
+        self.user_row = lru_cache(maxsize=ROW_CACHE)(self._user_row)
+        self.item_row = lru_cache(maxsize=ROW_CACHE)(self._item_row)
         self.category_mask = lru_cache(maxsize=256)(self._category_mask)
         self.sources_names = lru_cache(maxsize=4096)(self._sources_names)
         self.sources_json = lru_cache(maxsize=4096)(self._sources_json)
@@ -188,12 +200,12 @@ class Release:
             return pos
         return -1
 
-    def user_row(self, user_id: str) -> int:
-        """Row of a user, -1 if the release does not know them."""
+    def _user_row(self, user_id: str) -> int:
+        """Row of a user, -1 if the release does not know them (``user_row``: cached)."""
         return self._row(self.user_ids, self._user_width, user_id)
 
-    def item_row(self, item_id: str) -> int:
-        """Row of an item, -1 if unknown."""
+    def _item_row(self, item_id: str) -> int:
+        """Row of an item, -1 if unknown (``item_row``: cached)."""
         return self._row(self.item_ids, self._item_width, item_id)
 
     def item_rows(self, item_ids: list[str]) -> np.ndarray:
@@ -237,6 +249,21 @@ class Release:
         offsets, items, scores, sources = self._topn[surface]
         start, end = int(offsets[row]), int(offsets[row + 1])
         return items[start:end], scores[start:end], sources[start:end]
+
+    def topn_head(self, surface: str, row: int, width: int) -> tuple[list, list, list]:
+        """The first ``width`` entries of a user's list as Python lists (item rows, scores,
+        source masks): what the service's common case reads, without numpy calls."""
+        offsets, items, scores, sources = self._topn_views[surface]
+        start = offsets[row]
+        end = min(offsets[row + 1], start + width)
+        return items[start:end].tolist(), scores[start:end].tolist(), sources[start:end].tolist()
+
+    def purchased_rows(self, user_row: int) -> list[int]:
+        """:meth:`purchased` as a Python list."""
+        if user_row < 0:
+            return []
+        offsets, items = self._purchased_views
+        return items[offsets[user_row]:offsets[user_row + 1]].tolist()
 
     def similar(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """An item's similar items: item rows (int32) and scores (float32), best first."""

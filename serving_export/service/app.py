@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -77,6 +78,23 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
                  405: "method_not_allowed", 406: "not_acceptable", 413: "body_too_large",
                  415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
                  503: "unavailable"}
+
+
+def query_args(raw: bytes) -> dict[str, str]:
+    """A query string's parameters (the last value of a repeated name wins), as Starlette's
+    ``QueryParams`` would decode them; plain ``name=value`` pairs without escapes are split
+    directly, anything with ``%`` or ``+`` goes through ``urllib.parse.parse_qsl``."""
+    if not raw:
+        return {}
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    out: dict[str, str] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            out[name] = value
+    return out
 
 
 class ApiError(Exception):
@@ -289,8 +307,8 @@ def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
                            [{"loc": ["path", name], "msg": "invalid id", "type": "value_error"}])
         return value
 
-    def query_n(request: Request) -> int:
-        raw = request.query_params.get("n")
+    def query_n(query: dict[str, str]) -> int:
+        raw = query.get("n")
         if raw is None:
             return default_n
         try:
@@ -337,9 +355,9 @@ def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
         unknown users get their segment's (else overall) popular items.
         """
         user_id = path_id(request, "user_id")
-        n = query_n(request)
+        query = query_args(request.scope["query_string"])
+        n = query_n(query)
         rel = live()
-        query = request.query_params
         surface = query.get("surface", "home_feed")
         check_surface(rel, surface)
         parsed = parse_filters(query.get("filters"))
@@ -359,9 +377,10 @@ def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
     async def similar(request: Request) -> Response:
         """Items similar to an item (404 if the release does not know it)."""
         item_id = path_id(request, "item_id")
-        n = query_n(request)
+        query = query_args(request.scope["query_string"])
+        n = query_n(query)
         rel = live()
-        parsed = parse_filters(request.query_params.get("filters"))
+        parsed = parse_filters(query.get("filters"))
         row = rel.item_row(item_id)
         if row < 0:
             raise ApiError(404, "unknown_item", f"item {item_id!r} is not in release {rel.id}")

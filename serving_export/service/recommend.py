@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -51,9 +52,7 @@ class _Gate:
         if filters.exclude_recent and recent.items:
             excluded.update(r for r in map(rel.item_row, recent.items) if r >= 0)
         if filters.exclude_purchased and user_row >= 0:
-            bought = rel.purchased(user_row)
-            if len(bought):
-                excluded.update(bought.tolist())
+            excluded.update(rel.purchased_rows(user_row))
         if filters.exclude_item_ids:
             excluded.update(r for r in map(rel.item_row, filters.exclude_item_ids) if r >= 0)
         self.excluded = excluded
@@ -209,6 +208,26 @@ def recommend_user(rel: Release, surface: str, user_id: str, n: int,
     recent = recent or EMPTY
     row = rel.user_row(user_id)
     gate = _Gate(rel, row, filters, recent)
+    k_blend = 0
+    seeds: tuple[str, ...] = ()
+    if filters.blend_similar and recent.seeds and blend.share > 0 and blend.seeds > 0:
+        seeds = recent.seeds[: blend.seeds]
+        k_blend = min(n - 1, int(round(n * blend.share))) if n > 1 else 0
+    if row >= 0 and not k_blend and gate.simple and not gate.nothing and not rel.any_boost:
+        # The common case: when the list's first items hold no repeat, the answer is its
+        # first n acceptable items (what the walk below would pick), found in one pass.
+        excluded, unavailable = gate.excluded, gate.unavailable
+        head, part, tags = rel.topn_head(surface, row, n + len(excluded) + 8)
+        first = head[:n]
+        if (len(first) == n and len(set(first)) == n and excluded.isdisjoint(first)
+                and unavailable.isdisjoint(first)):
+            return "personalized", list(zip(first, part, repeat("personalized"), tags)), False
+        if len(set(head)) == len(head):
+            keep = ([k for k, r in enumerate(head) if r not in excluded and r not in unavailable]
+                    if excluded or unavailable else range(len(head)))
+            if len(keep) >= n:
+                return ("personalized",
+                        [(head[k], part[k], "personalized", tags[k]) for k in keep[:n]], False)
     taken: set[int] = set()
     if row >= 0:
         items, scores, masks = rel.topn(surface, row)
@@ -220,11 +239,6 @@ def recommend_user(rel: Release, surface: str, user_id: str, n: int,
         items, scores, _ = rel.popular_for(row)
         masks = None
         source, list_source = "popular", "popular"
-    k_blend = 0
-    seeds: tuple[str, ...] = ()
-    if filters.blend_similar and recent.seeds and blend.share > 0 and blend.seeds > 0:
-        seeds = recent.seeds[: blend.seeds]
-        k_blend = min(n - 1, int(round(n * blend.share))) if n > 1 else 0
     main: list[Entry] = []
     blended: list[Entry] = []
     if k_blend:

@@ -41,12 +41,12 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     from serving_export.service.app import create_app
+    from serving_export.service.http import server_config
 
     serving = settings.serving
     if serving.api_key is None:
         logger.warning("no serving.api_key (RECPIPE_SERVING__API_KEY): event writes refused")
     app = create_app(serving)
-    uvicorn.run(app, host=serving.host, port=serving.port, log_level=args.log_level,
-                access_log=False, loop="auto", http="auto", lifespan="on",
-                server_header=False, date_header=False)
+    uvicorn.Server(server_config(app, serving.host, serving.port,
+                                 log_level=args.log_level)).run()
     return 0

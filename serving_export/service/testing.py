@@ -10,6 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from serving_export.realtime_server import free_port
+from serving_export.service.http import server_config
 
 
 class ServerThread:
@@ -24,9 +25,7 @@ class ServerThread:
     def __init__(self, app: FastAPI, wait_ready_s: float = 10.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on", access_log=False)
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(server_config(app, "127.0.0.1", self.port))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.wait_ready_s = wait_ready_s
 
