@@ -110,6 +110,7 @@ class Release:
         self.path = Path(path)
         self.manifest = manifest
         self.id: str = manifest["release_id"]
+        self.id_json = json.dumps(self.id)
         self.ds: str = manifest["ds"]
         self.surfaces: tuple[str, ...] = tuple(manifest["surfaces"])
         vocab = manifest["vocab"]

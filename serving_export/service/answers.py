@@ -10,9 +10,17 @@ import json
 from collections.abc import Sequence
 
 from serving_export.release_reader import Release
-from serving_export.service.recommend import Entry
+from serving_export.service.recommend import Entry, ListHead
 
 _dumps = json.dumps
+
+
+def string(value: str) -> str:
+    """``value`` as a JSON string literal (plain printable ASCII without quotes or
+    backslashes, as ids usually are, is quoted directly)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return _dumps(value)
 
 
 def num(value: float | None) -> str:
@@ -24,7 +32,7 @@ def items_json(rel: Release, entries: Sequence[Entry]) -> str:
     """The ``items`` array of an answer, from the release's cached per-item heads
     (``{"item_id":...,"score":``) and per-(source, retrieval) tails. Whole arrays are cached
     per release too (bounded), so a repeated answer costs one hash lookup."""
-    key = tuple(entries)
+    key = entries.key if type(entries) is ListHead else tuple(entries)
     cache = rel.answer_cache
     cached = cache.get(key)
     if cached is not None:
@@ -48,22 +56,22 @@ ANSWER_CACHE_ENTRIES = 16384
 def user_answer(rel: Release, user_id: str, surface: str, source: str, degraded: bool,
                 entries: Sequence[Entry]) -> str:
     """JSON of :class:`~serving_export.service.models.UserRecommendations`."""
-    return (f'{{"user_id":{_dumps(user_id)},"surface":"{surface}","release_id":'
-            f'{_dumps(rel.id)},"source":"{source}","degraded":'
+    return (f'{{"user_id":{string(user_id)},"surface":"{surface}","release_id":'
+            f'{rel.id_json},"source":"{source}","degraded":'
             f'{"true" if degraded else "false"},"items":{items_json(rel, entries)}}}')
 
 
 def similar_answer(rel: Release, item_id: str, source: str, degraded: bool,
                    entries: Sequence[Entry]) -> str:
     """JSON of :class:`~serving_export.service.models.SimilarItems`."""
-    return (f'{{"item_id":{_dumps(item_id)},"release_id":{_dumps(rel.id)},"source":'
+    return (f'{{"item_id":{string(item_id)},"release_id":{rel.id_json},"source":'
             f'"{source}","degraded":{"true" if degraded else "false"},"items":'
             f'{items_json(rel, entries)}}}')
 
 
 def batch_answer(rel: Release, degraded: bool, results: Sequence[str]) -> str:
     """JSON of :class:`~serving_export.service.models.BatchResponse` from user answers."""
-    return (f'{{"release_id":{_dumps(rel.id)},"degraded":{"true" if degraded else "false"},'
+    return (f'{{"release_id":{rel.id_json},"degraded":{"true" if degraded else "false"},'
             f'"results":[{",".join(results)}]}}')
 
 
@@ -76,5 +84,5 @@ def rerank_answer(rel: Release, user_id: str, source: str, degraded: bool,
         f'"known":{"true" if known else "false"}}}'
         for item, score, known in rows
     )
-    return (f'{{"user_id":{_dumps(user_id)},"release_id":{_dumps(rel.id)},"source":'
+    return (f'{{"user_id":{string(user_id)},"release_id":{rel.id_json},"source":'
             f'"{source}","degraded":{"true" if degraded else "false"},"items":[{items}]}}')

@@ -290,13 +290,6 @@ def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
             details = _clean_errors(exc.errors())
             raise ApiError(422, "invalid_filters", _summary(details), details) from exc
 
-    async def recent_of(user_id: str, endpoint: str) -> tuple[Recent | None, bool]:
-        try:
-            return await state.store.recent(user_id), False
-        except StoreUnavailable:
-            metrics.degraded.labels(endpoint).inc()
-            return None, True
-
     id_re = re.compile(ID_PATTERN)
 
     def path_id(request: Request, name: str) -> str:
@@ -361,7 +354,13 @@ def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
         surface = query.get("surface", "home_feed")
         check_surface(rel, surface)
         parsed = parse_filters(query.get("filters"))
-        recent, degraded = await recent_of(user_id, "user")
+        recent: Recent | None = None
+        degraded = False
+        try:
+            recent = await state.store.recent(user_id)
+        except StoreUnavailable:
+            degraded = True
+            metrics.degraded.labels("user").inc()
         source, entries, backfilled = recommend_user(rel, surface, user_id, n, parsed, recent,
                                                      state.blend)
         if source == "popular":

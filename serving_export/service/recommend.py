@@ -24,6 +24,15 @@ Entry = tuple[int, float | None, str, int | None]
 DEFAULT_FILTERS = Filters()
 
 
+class ListHead(list):
+    """Entries that are exactly the first ``n`` of a user's precomputed list, unchanged: their
+    JSON is a function of ``key`` = (surface, user row, n) in a given release, so the answer
+    cache is looked up by that key instead of by the entries."""
+
+    __slots__ = ("key",)
+    key: tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class Blend:
     """How items similar to a user's last interactions are blended in.
@@ -221,7 +230,9 @@ def recommend_user(rel: Release, surface: str, user_id: str, n: int,
         first = head[:n]
         if (len(first) == n and len(set(first)) == n and excluded.isdisjoint(first)
                 and unavailable.isdisjoint(first)):
-            return "personalized", list(zip(first, part, repeat("personalized"), tags)), False
+            answer = ListHead(zip(first, part, repeat("personalized"), tags))
+            answer.key = (surface, row, n)
+            return "personalized", answer, False
         if len(set(head)) == len(head):
             keep = ([k for k, r in enumerate(head) if r not in excluded and r not in unavailable]
                     if excluded or unavailable else range(len(head)))
