@@ -58,6 +58,10 @@ class ServingSettings(Section):
     """The service checks every file's SHA-256 before serving a release (sizes and the
     manifest checksum are always checked). Hashing reads the whole release: about 4 s for a
     1.3 GB release of 1M users x top-100 on a busy 2-core machine; publish hashes too."""
+    answer_cache_entries: NonNegInt = 16384
+    """Serialised item arrays of answers kept per loaded release (about 2 KiB each for 20
+    items), looked up by the answer's entries or, for an unchanged head of a precomputed list,
+    by (surface, user, n); 0 turns the cache off."""
     blend_share: Fraction = 0.2
     """Share of an answer's slots given to items similar to the user's last interactions."""
     blend_seeds: PositiveInt = 3

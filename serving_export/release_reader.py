@@ -160,9 +160,12 @@ class Release:
         self.item_has_vector = _map(p / "items/has_vector.npy") if has else None
         self._item_json: list[str | None] = [None] * len(self.item_ids)
         self._item_head: list[str | None] = [None] * len(self.item_ids)
-        self._tails: dict[tuple[str, int | None], str] = {}
+        self._tails: dict[str, dict[int | None, str]] = {}
         self.answer_cache: dict[tuple, str] = {}
-        """Serialised answers of the service, keyed by their entries (bounded by it)."""
+        """Serialised item arrays of the service's answers, keyed by their entries."""
+        self.answer_cache_limit = 16384
+        """Most entries of ``answer_cache`` (the service sets ``serving.answer_cache_entries``;
+        0: no cache)."""
         self._user_width = self.user_ids.dtype.itemsize
         self._item_width = self.item_ids.dtype.itemsize
         # The hot path reads lists through memoryviews (a slice's ``tolist`` without numpy's
@@ -234,15 +237,31 @@ class Release:
             self._item_head[row] = cached
         return cached
 
+    def item_heads(self, rows: list[int]) -> list[str]:
+        """:meth:`item_head` of each row."""
+        cache = self._item_head
+        heads = [cache[r] for r in rows]
+        if not all(heads):
+            heads = [h or self.item_head(r) for h, r in zip(heads, rows, strict=True)]
+        return heads  # type: ignore[return-value]
+
     def entry_tail(self, source: str, mask: int | None) -> str:
         """Cached JSON tail of an answer item: source and retrieval strategies."""
-        key = (source, mask)
-        cached = self._tails.get(key)
+        by_mask = self._tails.setdefault(source, {})
+        cached = by_mask.get(mask)
         if cached is None:
             cached = f',"source":"{source}"}}' if mask is None else (
                 f',"source":"{source}","retrieval":{self.sources_json(mask)}}}')
-            self._tails[key] = cached
+            by_mask[mask] = cached
         return cached
+
+    def entry_tails(self, source: str, masks: list[int]) -> list[str]:
+        """:meth:`entry_tail` of each mask, for one source."""
+        by_mask = self._tails.setdefault(source, {})
+        tails = [by_mask.get(m) for m in masks]
+        if not all(tails):
+            tails = [t or self.entry_tail(source, m) for t, m in zip(tails, masks, strict=True)]
+        return tails  # type: ignore[return-value]
 
     # -- lists ----------------------------------------------------------------------------
     def topn(self, surface: str, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -258,6 +277,12 @@ class Release:
         start = offsets[row]
         end = min(offsets[row + 1], start + width)
         return items[start:end].tolist(), scores[start:end].tolist(), sources[start:end].tolist()
+
+    def topn_rows(self, surface: str, row: int, width: int) -> list[int]:
+        """The item rows of :meth:`topn_head` alone."""
+        offsets, items = self._topn_views[surface][:2]
+        start = offsets[row]
+        return items[start:min(offsets[row + 1], start + width)].tolist()
 
     def purchased_rows(self, user_row: int) -> list[int]:
         """:meth:`purchased` as a Python list."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 
 from serving_export.release_reader import Release
 from serving_export.service.recommend import Entry, ListHead
@@ -28,29 +29,43 @@ def num(value: float | None) -> str:
     return "null" if value is None else f"{value:.6g}"
 
 
+@lru_cache(maxsize=256)
+def _template(n: int) -> str:
+    """``%`` template of an items array of ``n`` entries (head, score, tail each)."""
+    return "[" + ",".join(["%s%.6g%s"] * n) + "]"
+
+
 def items_json(rel: Release, entries: Sequence[Entry]) -> str:
     """The ``items`` array of an answer, from the release's cached per-item heads
     (``{"item_id":...,"score":``) and per-(source, retrieval) tails. Whole arrays are cached
-    per release too (bounded), so a repeated answer costs one hash lookup."""
-    key = entries.key if type(entries) is ListHead else tuple(entries)
-    cache = rel.answer_cache
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    head = rel.item_head
-    tail = rel.entry_tail
-    text = "[" + ",".join([
-        f"{head(row)}{'null' if score is None else f'{score:.6g}'}{tail(source, mask)}"
-        for row, score, source, mask in entries
-    ]) + "]"
-    if len(cache) >= ANSWER_CACHE_ENTRIES:
-        cache.clear()
-    cache[key] = text
+    per release too (up to ``rel.answer_cache_limit``, then the cache starts over), so a
+    repeated answer costs one hash lookup."""
+    limit = rel.answer_cache_limit
+    if limit:
+        key = entries.key if type(entries) is ListHead else tuple(entries)
+        cached = rel.answer_cache.get(key)
+        if cached is not None:
+            return cached
+    if type(entries) is ListHead:
+        # Rows of the precomputed list: every score is a number, one template fills all.
+        rows, scores, masks = entries.columns()
+        values: list[str | float] = [""] * (3 * len(rows))
+        values[0::3] = rel.item_heads(rows)
+        values[1::3] = scores
+        values[2::3] = rel.entry_tails("personalized", masks)
+        text = _template(len(rows)) % tuple(values)
+    else:
+        head = rel.item_head
+        tail = rel.entry_tail
+        text = "[" + ",".join([
+            f"{head(row)}{'null' if score is None else f'{score:.6g}'}{tail(source, mask)}"
+            for row, score, source, mask in entries
+        ]) + "]"
+    if limit:
+        if len(rel.answer_cache) >= limit:
+            rel.answer_cache.clear()
+        rel.answer_cache[key] = text
     return text
-
-
-ANSWER_CACHE_ENTRIES = 16384
-"""Serialised item arrays kept per release (about 2 KiB each for 20 items)."""
 
 
 def user_answer(rel: Release, user_id: str, surface: str, source: str, degraded: bool,

@@ -9,9 +9,10 @@ An :data:`Entry` is ``(item_row, score, source, retrieval_mask or None)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from typing import overload
 
 import numpy as np
 
@@ -24,13 +25,48 @@ Entry = tuple[int, float | None, str, int | None]
 DEFAULT_FILTERS = Filters()
 
 
-class ListHead(list):
-    """Entries that are exactly the first ``n`` of a user's precomputed list, unchanged: their
-    JSON is a function of ``key`` = (surface, user row, n) in a given release, so the answer
-    cache is looked up by that key instead of by the entries."""
+class ListHead(Sequence[Entry]):
+    """Entries taken unchanged from a user's precomputed list: its first ``n`` (``picks`` an
+    int) or the positions in ``picks`` (a tuple). Their JSON is a function of ``key`` in a
+    given release, so the answer cache is looked up by it; the entries themselves are built
+    only when read (on a cache miss)."""
 
-    __slots__ = ("key",)
-    key: tuple[str, int, int]
+    __slots__ = ("key", "_rel", "_entries")
+
+    def __init__(self, rel: Release, surface: str, row: int, picks: int | tuple[int, ...]):
+        self.key = (surface, row, picks)
+        self._rel = rel
+        self._entries: list[Entry] | None = None
+
+    def columns(self) -> tuple[list[int], list[float], list[int]]:
+        """The entries as columns: item rows, scores, retrieval masks."""
+        surface, row, picks = self.key
+        if isinstance(picks, int):
+            return self._rel.topn_head(surface, row, picks)
+        rows, scores, tags = self._rel.topn_head(surface, row, picks[-1] + 1)
+        return [rows[k] for k in picks], [scores[k] for k in picks], [tags[k] for k in picks]
+
+    def _get(self) -> list[Entry]:
+        if self._entries is None:
+            rows, scores, tags = self.columns()
+            self._entries = list(zip(rows, scores, repeat("personalized"), tags))
+        return self._entries
+
+    def __len__(self) -> int:
+        picks = self.key[2]
+        return picks if isinstance(picks, int) else len(picks)
+
+    @overload
+    def __getitem__(self, index: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Entry]: ...
+
+    def __getitem__(self, index: int | slice) -> Entry | list[Entry]:
+        return self._get()[index]
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self._get())
 
 
 @dataclass(frozen=True)
@@ -200,7 +236,7 @@ def _interleave(main: list[Entry], blended: list[Entry], n: int) -> list[Entry]:
 
 def recommend_user(rel: Release, surface: str, user_id: str, n: int,
                    filters: Filters | None, recent: Recent | None,
-                   blend: Blend) -> tuple[str, list[Entry], bool]:
+                   blend: Blend) -> tuple[str, Sequence[Entry], bool]:
     """A user's answer.
 
     Args:
@@ -226,19 +262,15 @@ def recommend_user(rel: Release, surface: str, user_id: str, n: int,
         # The common case: when the list's first items hold no repeat, the answer is its
         # first n acceptable items (what the walk below would pick), found in one pass.
         excluded, unavailable = gate.excluded, gate.unavailable
-        head, part, tags = rel.topn_head(surface, row, n + len(excluded) + 8)
+        head = rel.topn_rows(surface, row, n + len(excluded) + 8)
         first = head[:n]
         if (len(first) == n and len(set(first)) == n and excluded.isdisjoint(first)
                 and unavailable.isdisjoint(first)):
-            answer = ListHead(zip(first, part, repeat("personalized"), tags))
-            answer.key = (surface, row, n)
-            return "personalized", answer, False
+            return "personalized", ListHead(rel, surface, row, n), False
         if len(set(head)) == len(head):
-            keep = ([k for k, r in enumerate(head) if r not in excluded and r not in unavailable]
-                    if excluded or unavailable else range(len(head)))
+            keep = [k for k, r in enumerate(head) if r not in excluded and r not in unavailable]
             if len(keep) >= n:
-                return ("personalized",
-                        [(head[k], part[k], "personalized", tags[k]) for k in keep[:n]], False)
+                return "personalized", ListHead(rel, surface, row, tuple(keep[:n])), False
     taken: set[int] = set()
     if row >= 0:
         items, scores, masks = rel.topn(surface, row)

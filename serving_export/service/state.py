@@ -79,6 +79,7 @@ class ServiceState:
                          self.release.id if self.release else None, exc)
             return False
         load_s = time.perf_counter() - start
+        release.answer_cache_limit = self.settings.answer_cache_entries
         old = self.release
         self.release = release
         self.load_s = load_s
