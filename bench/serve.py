@@ -432,7 +432,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternating /healthz and user-recs runs (median reported)")
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate req/s")
     parser.add_argument("--rate-seconds", type=float, default=5.0)
