@@ -1,7 +1,8 @@
 """Hand-written JSON for hot-path answers (same shapes as the pydantic models).
 
 Building the string directly from cached item-id literals avoids creating and validating a
-model per item; ids that come from the request are escaped with ``json.dumps``.
+model per item; ids that come from the request are quoted by :func:`string` (``json.dumps``
+unless they are plain printable ASCII).
 """
 
 from __future__ import annotations
