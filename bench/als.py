@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,12 +110,18 @@ def time_implicit(matrix: sp.csr_matrix, als: AlsSettings, seed: int, warmup: bo
 
 
 def time_spark(spark: SparkSession, matrix: sp.csr_matrix, als: AlsSettings, seed: int,
-               warmup: bool) -> float:
+               warmup: bool, checkpoint_root: str | None) -> float:
     """Wall seconds of one MLlib fit of ``matrix`` (ratings cached beforehand), until both
-    factor matrices are materialized."""
+    factor matrices are materialized.
+
+    Args:
+        checkpoint_root: folder under which the fits checkpoint every
+            ``als.spark_checkpoint_interval`` iterations, as the job's do; None for none (a
+            long fit then overflows the JVM's stack).
+    """
     import pandas as pd
 
-    from jobs.embeddings_spark import fit_als
+    from jobs.embeddings_spark import checkpoint_folder, fit_als
 
     coo = matrix.tocoo()
     frame = pd.DataFrame({"user_idx": coo.row.astype(np.int32),
@@ -125,18 +132,24 @@ def time_spark(spark: SparkSession, matrix: sp.csr_matrix, als: AlsSettings, see
         ratings.count()
         if warmup:
             fit_als(ratings, als.model_copy(update={"iterations": 1}), seed)
-        began = time.perf_counter()
-        model = fit_als(ratings, als, seed)
-        model.userFactors.count()
-        model.itemFactors.count()
-        return time.perf_counter() - began
+        with ExitStack() as stack:
+            folder = (stack.enter_context(checkpoint_folder(spark, checkpoint_root, "bench-als"))
+                      if checkpoint_root else None)
+            began = time.perf_counter()
+            model = fit_als(ratings, als, seed, folder)
+            model.userFactors.count()
+            model.itemFactors.count()
+            return time.perf_counter() - began
     finally:
         ratings.unpersist()
 
 
 def compare(matrix: sp.csr_matrix, als: AlsSettings, seed: int, spark: SparkSession,
-            warmup: bool = True) -> dict[str, object]:
+            warmup: bool = True, checkpoint_root: str | None = None) -> dict[str, object]:
     """Time both backends on ``matrix`` with the same settings.
+
+    Args:
+        checkpoint_root: where Spark's fit checkpoints (see :func:`time_spark`).
 
     Returns:
         ``implicit_s_per_iter``, ``spark_s_per_iter``, ``speedup`` (Spark's figure over
@@ -144,7 +157,7 @@ def compare(matrix: sp.csr_matrix, als: AlsSettings, seed: int, spark: SparkSess
     """
     implicit_s = time_implicit(matrix, als, seed, warmup)
     logger.info("implicit: %d iterations in %.1f s; now Spark MLlib", als.iterations, implicit_s)
-    spark_s = time_spark(spark, matrix, als, seed, warmup)
+    spark_s = time_spark(spark, matrix, als, seed, warmup, checkpoint_root)
     logger.info("Spark MLlib: %d iterations in %.1f s", als.iterations, spark_s)
     per_iter_i, per_iter_s = implicit_s / als.iterations, spark_s / als.iterations
     return {
@@ -157,17 +170,26 @@ def compare(matrix: sp.csr_matrix, als: AlsSettings, seed: int, spark: SparkSess
         "spark_master": spark.sparkContext.master,
         "spark_parallelism": spark.sparkContext.defaultParallelism,
         "spark_blocks": als.spark_blocks, "warmup": warmup,
+        "spark_checkpoint_interval": als.spark_checkpoint_interval if checkpoint_root else 0,
     }
 
 
-def _positive(text: str) -> int:
+def _count(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _count(text, 1)
+
+
+def _non_negative(text: str) -> int:
+    return _count(text, 0)
 
 
 def main(argv: list[str]) -> int:
@@ -181,12 +203,16 @@ def main(argv: list[str]) -> int:
                              "for ml-1m, the downloaded RecBole wheel for ml-100k)")
     parser.add_argument("--factors", type=_positive, help="override als.factors")
     parser.add_argument("--iterations", type=_positive, help="override als.iterations")
+    parser.add_argument("--checkpoint-interval", type=_non_negative,
+                        help="override als.spark_checkpoint_interval; 0: no checkpoints (a "
+                             "long Spark fit then overflows the JVM's stack)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the untimed one-iteration fit of each backend")
     parser.add_argument("--env", help="config profile (default: RECPIPE_ENV or local)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    als = {k: v for k, v in (("factors", args.factors), ("iterations", args.iterations))
+    als = {k: v for k, v in (("factors", args.factors), ("iterations", args.iterations),
+                             ("spark_checkpoint_interval", args.checkpoint_interval or None))
            if v is not None}
     try:
         settings = load_settings(env=args.env, overrides={"als": als} if als else None)
@@ -199,10 +225,16 @@ def main(argv: list[str]) -> int:
         print(f"recpipe bench als: {exc}", file=sys.stderr)
         return 2
     from jobs.embeddings import resolve_seed
+    from jobs.embeddings_spark import checkpoint_root
     from jobs.spark import get_spark
 
+    try:
+        root = None if args.checkpoint_interval == 0 else checkpoint_root(settings)
+    except ConfigError as exc:
+        print(f"recpipe bench als: {exc}", file=sys.stderr)
+        return 2
     seed = resolve_seed(settings.als, settings.seed)
-    figures = compare(matrix, settings.als, seed, get_spark(settings), not args.no_warmup)
+    figures = compare(matrix, settings.als, seed, get_spark(settings), not args.no_warmup, root)
     result = {"dataset": args.dataset, "source": source, **figures}
     print(f"{args.dataset}: {figures['users']} users x {figures['items']} items, "
           f"{figures['nnz']} interactions, {figures['factors']} factors, "
@@ -211,7 +243,8 @@ def main(argv: list[str]) -> int:
           f"{figures['implicit_fit_s']:.1f} s, {figures['implicit_threads']} threads)")
     print(f"  Spark MLlib : {figures['spark_s_per_iter']:8.3f} s/iter  (fit "
           f"{figures['spark_fit_s']:.1f} s, {figures['spark_master']}, "
-          f"{figures['spark_blocks']} blocks)")
+          f"{figures['spark_blocks']} blocks, checkpoint every "
+          f"{figures['spark_checkpoint_interval'] or '-'} iterations)")
     print(f"  speedup     : {figures['speedup']:.1f}x (implicit over Spark)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

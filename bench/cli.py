@@ -8,6 +8,8 @@ import sys
 
 BENCHES = {
     "als": ("bench.als", "implicit vs Spark MLlib ALS, seconds per iteration"),
+    "als-lineage": ("bench.als_lineage",
+                    "Spark ALS iterations before the JVM stack overflows (checkpoints)"),
     "ann": ("bench.ann", "sharded HNSW vs exact search: recall@100 and ms/query"),
     "topn": ("bench.topn", "exact blocked top-100 vs raw matmul throughput"),
     "quality": ("bench.quality", "NDCG/recall under published protocols vs published models"),
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHES:
         lines = ["usage: recpipe bench NAME [ARGS...]", "", "benchmarks:"]
-        lines += [f"  {name:<8} {help_}" for name, (_, help_) in BENCHES.items()]
+        lines += [f"  {name:<11} {help_}" for name, (_, help_) in BENCHES.items()]
         print("\n".join(lines), file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else
               sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2

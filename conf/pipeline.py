@@ -92,8 +92,12 @@ class AlsSettings(Section):
     """MLlib's ``numUserBlocks`` and ``numItemBlocks`` (partitions of each factor matrix);
     about the cores of the cluster. Part of the model: other blocks, other random start."""
     spark_checkpoint_dir: str | None = None
-    """Folder (or URI) for MLlib's periodic checkpoints, which cut the lineage of long fits
-    (many iterations on a cluster); relative paths are taken from the project root. None: no
-    checkpoints."""
-    spark_checkpoint_interval: PositiveInt = 10
-    """Checkpoint every this many iterations (only with ``spark_checkpoint_dir``)."""
+    """Folder (or URI) under which MLlib checkpoints the factors of a fit, cutting the RDD
+    lineage that otherwise grows by one step per iteration until a task's serialized form
+    overflows the JVM thread stack (``StackOverflowError``). None: ``<work_dir>/checkpoints``.
+    Every fit uses a fresh subfolder and removes it once the vectors are computed. With a
+    non-local Spark master it must be shared storage (a URI such as ``s3a://``)."""
+    spark_checkpoint_interval: PositiveInt = 5
+    """Checkpoint the factors every this many iterations. Measured on the local profile:
+    without checkpoints MLlib's implicit ALS overflowed the default 1 MiB task-thread stack
+    from 11 iterations on (``bench/als_lineage.py``); 5 keeps the lineage at half of that."""

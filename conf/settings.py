@@ -57,6 +57,10 @@ class Settings(Section):
     landing: str = "var/landing"
     """Folder where new event files and catalogue snapshots arrive for ingest."""
     runs_dir: str = "var/runs"
+    work_dir: str = "var/work"
+    """Scratch space of running jobs (Spark checkpoints), emptied by the job that wrote it.
+    On a cluster it must be shared storage that every executor reaches (``s3a://``,
+    ``hdfs://``), never the driver's local disk."""
     """Where every command's start/end records go (read by ``recpipe status``)."""
     seed: int = 42
     """Seed for every random choice in the pipeline."""
@@ -94,7 +98,7 @@ class Settings(Section):
             data = {**data, "serving": serving}
         return data
 
-    @field_validator("lake_root", "data_dir")
+    @field_validator("lake_root", "data_dir", "work_dir")
     @classmethod
     def _not_empty(cls, value: str) -> str:
         if not value.strip():

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf import Settings
+from conf import ConfigError, Settings
 from conf.pipeline import AlsSettings
 from jobs.cf.errors import FactorizationError
 from jobs.embeddings import (
@@ -92,23 +95,66 @@ def check_input(matrix: DataFrame) -> int:
     return int(stats["rows"])
 
 
+def checkpoint_root(settings: Settings) -> str:
+    """The folder under which Spark ALS fits checkpoint: ``als.spark_checkpoint_dir``, else
+    ``<work_dir>/checkpoints``, resolved.
+
+    Raises:
+        ConfigError: a non-local Spark master with a folder on the driver's local disk, which
+            the executors on other hosts could not read back.
+    """
+    als = settings.als
+    key = "als.spark_checkpoint_dir" if als.spark_checkpoint_dir else "work_dir"
+    root = (settings.resolve(als.spark_checkpoint_dir) if als.spark_checkpoint_dir
+            else settings.resolve(settings.work_dir).rstrip("/") + "/checkpoints")
+    local_disk = "://" not in root or root.startswith("file:")
+    if local_disk and not settings.spark.master.startswith("local"):
+        raise ConfigError(
+            f"{key}: Spark ALS checkpoints at {root} would land on the driver's local disk, "
+            f"which executors of spark.master={settings.spark.master!r} cannot read; set it "
+            "to shared storage (s3a://..., hdfs://...)")
+    return root
+
+
+@contextmanager
+def checkpoint_folder(spark: SparkSession, root: str, label: str) -> Iterator[str]:
+    """A fresh checkpoint folder under ``root`` for one fit, removed when the block ends.
+
+    The folder is named ``<label>-<random>`` so concurrent fits (a backfill's dates) never
+    share one, and is deleted through Hadoop's FileSystem API, the same for a local folder
+    and an object store. Spark's context keeps pointing at it afterwards, unused.
+    """
+    folder = f"{root.rstrip('/')}/{label}-{uuid.uuid4().hex[:12]}"
+    spark.sparkContext.setCheckpointDir(folder)
+    try:
+        yield folder
+    finally:
+        jvm = spark.sparkContext._jvm
+        path = jvm.org.apache.hadoop.fs.Path(folder)
+        path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+
+
 def fit_als(ratings: DataFrame, als: AlsSettings, seed: int,
             checkpoint_dir: str | None = None) -> ALSModel:
     """Fit MLlib implicit-feedback ALS.
+
+    Without checkpoints the lineage of the factor RDDs grows by one step per iteration and a
+    long fit dies with ``StackOverflowError`` while a task is deserialized: pass a folder
+    (see :func:`checkpoint_folder`) for any fit of more than a few iterations.
 
     Args:
         ratings: ``user_idx`` (int), ``item_idx`` (int), ``confidence`` (non-negative).
         als: rank (``factors``), ``iterations``, ``alpha``, ``regParam`` (see
             :func:`~jobs.embeddings.spark_reg_param`), blocks, checkpoint interval.
         seed: seed of the random initial factors.
-        checkpoint_dir: resolved folder for checkpoints, or None for none.
+        checkpoint_dir: the session's checkpoint folder (already set on its context), or None
+            for no checkpoints.
 
     Returns:
         The fitted model; ``userFactors`` and ``itemFactors`` are ``id`` (int),
-        ``features`` (array<float>, length F).
+        ``features`` (array<float>, length F). Materialize them before the checkpoint folder
+        is removed.
     """
-    if checkpoint_dir:
-        ratings.sparkSession.sparkContext.setCheckpointDir(checkpoint_dir)
     estimator = ALS(
         rank=als.factors, maxIter=als.iterations, regParam=spark_reg_param(als),
         implicitPrefs=True, alpha=als.alpha, nonnegative=False, seed=seed,
@@ -202,19 +248,22 @@ def run_spark(spark: SparkSession, settings: Settings, ds: str) -> dict:
     lake = Lake(settings)
     als, seed = settings.als, resolve_seed(settings.als, settings.seed)
     version = model_version(ds, als, seed)
-    checkpoint = (settings.resolve(als.spark_checkpoint_dir) if als.spark_checkpoint_dir
-                  else None)
+    root = checkpoint_root(settings)
     matrix = lake.read_spark(spark, TRAINING_MATRIX.name, [ds])
-    try:
-        users, items, figures = embed(matrix, als, seed, version, ds, checkpoint)
-    except EmptyInput:
-        raise EmptyInput(f"{TRAINING_MATRIX.name}: no rows for ds={ds}") from None
-    try:
-        written = {USER_EMBEDDINGS.name: lake.write_spark(USER_EMBEDDINGS.name, users, [ds]),
-                   ITEM_EMBEDDINGS.name: lake.write_spark(ITEM_EMBEDDINGS.name, items, [ds])}
-    finally:
-        users.unpersist()
-        items.unpersist()
+    # the vectors are written before the checkpoints go: a cached block that was dropped
+    # would be recomputed from them
+    with checkpoint_folder(spark, root, f"als-{ds}") as checkpoint:
+        try:
+            users, items, figures = embed(matrix, als, seed, version, ds, checkpoint)
+        except EmptyInput:
+            raise EmptyInput(f"{TRAINING_MATRIX.name}: no rows for ds={ds}") from None
+        try:
+            written = {
+                USER_EMBEDDINGS.name: lake.write_spark(USER_EMBEDDINGS.name, users, [ds]),
+                ITEM_EMBEDDINGS.name: lake.write_spark(ITEM_EMBEDDINGS.name, items, [ds])}
+        finally:
+            users.unpersist()
+            items.unpersist()
     log.info("MLlib ALS %s on %d users x %d items (%d nnz): %.1f s", version,
              figures["users"], figures["items"], figures["nnz"], figures["fit_s"])
     return {"ds": ds, "backend": "spark", "model_version": version, **figures,

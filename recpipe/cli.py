@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import time
 
@@ -50,7 +51,52 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+EXIT_BROKEN_PIPE = 141
+"""Exit code when the reader of our output went away (128 + SIGPIPE, as a Unix tool's)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code.
+
+    A reader that closes our standard output early (``recpipe --help | head -3``) ends the
+    command quietly with :data:`EXIT_BROKEN_PIPE`: no traceback, and no second error when
+    Python flushes the dead stream at exit.
+    """
+    try:
+        code = dispatch(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _detach_stdout()
+        return EXIT_BROKEN_PIPE
+    except SystemExit:  # argparse's --help and errors: their output is still buffered
+        if not _flushed():
+            raise SystemExit(EXIT_BROKEN_PIPE) from None
+        raise
+    return code
+
+
+def _flushed() -> bool:
+    """Flush standard output; False (and stdout detached) when its reader is gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _detach_stdout()
+        return False
+    return True
+
+
+def _detach_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's final flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout closed or not a file: nothing left to flush
+        pass
+    finally:
+        os.close(devnull)
+
+
+def dispatch(argv: list[str] | None = None) -> int:
     """Dispatch ``argv[0]`` to its module's ``main(argv[1:])``; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -109,3 +109,109 @@ def test_run_spark_backend_writes_the_same_contract(spark, settings):
     i = dict(zip(items["id"].to_pylist(), items["vector"].to_pylist(), strict=True))
     assert_blocks_rank_first(np.array([u[f"u{k:02d}"] for k in range(12)]),
                              np.array([i[f"i{k:02d}"] for k in range(12)]))
+
+
+# -- long fits: checkpoints keep the lineage short ------------------------------------------
+def held_out_auc(users: dict[str, np.ndarray], items: dict[str, np.ndarray],
+                 held: list[tuple[str, str]], seen: dict[str, set[str]],
+                 rng: np.random.Generator) -> float:
+    """Share of held-out (user, item) pairs scored above a random item the user never
+    touched (0.5 for random vectors)."""
+    ids = sorted(items)
+    wins = total = 0
+    for user, item in held:
+        if user not in users or item not in items:
+            continue
+        while (other := ids[rng.integers(len(ids))]) in seen[user]:
+            pass
+        wins += float(users[user] @ items[item]) > float(users[user] @ items[other])
+        total += 1
+    assert total > 100, f"only {total} held-out pairs could be scored"
+    return wins / total
+
+
+def test_checkpoint_root_defaults_under_work_dir_and_refuses_local_disk_on_a_cluster(settings):
+    from conf import ConfigError
+    from jobs.embeddings_spark import checkpoint_root
+
+    local = settings.model_copy(update={"work_dir": "/scratch/work"})
+    assert checkpoint_root(local) == "/scratch/work/checkpoints"
+    cluster_spark = settings.spark.model_copy(update={"master": "spark://head:7077"})
+    cluster = local.model_copy(update={"spark": cluster_spark})
+    with pytest.raises(ConfigError, match="work_dir: .*driver's local disk"):
+        checkpoint_root(cluster)
+    shared = cluster.model_copy(update={"work_dir": "s3a://bucket/work"})
+    assert checkpoint_root(shared) == "s3a://bucket/work/checkpoints"
+    override = shared.model_copy(update={"als": shared.als.model_copy(
+        update={"spark_checkpoint_dir": "file:///tmp/ck"})})
+    with pytest.raises(ConfigError, match="als.spark_checkpoint_dir"):
+        checkpoint_root(override)
+
+
+@pytest.mark.slow
+def test_fifty_iterations_complete_with_the_default_checkpoints(spark, settings, tmp_path):
+    """Without checkpoints MLlib's lineage overflows the task stack after about ten
+    iterations on the local profile (``recpipe bench als-lineage``): this fit would take the
+    session's JVM down."""
+    from jobs.embeddings_spark import checkpoint_folder, checkpoint_root
+
+    settings = settings.model_copy(update={"work_dir": str(tmp_path / "work")})
+    n = 24
+    matrix = checkerboard(n)
+    coo = matrix.tocoo()
+    ratings = spark.createDataFrame(
+        [(int(u), int(i), 1.0) for u, i in zip(coo.row, coo.col, strict=True)],
+        "user_idx int, item_idx int, confidence float")
+    als = AlsSettings(**{**SPARK_SMALL, "iterations": 50})
+    assert als.spark_checkpoint_interval < als.iterations
+    root = checkpoint_root(settings)
+    with checkpoint_folder(spark, root, "test") as folder:
+        model = fit_als(ratings, als, seed=3, checkpoint_dir=folder)
+        users = to_numpy(model.userFactors, n, als.factors)
+        items = to_numpy(model.itemFactors, n, als.factors)
+        assert any((tmp_path / "work" / "checkpoints").iterdir()), "nothing was checkpointed"
+    assert not any((tmp_path / "work" / "checkpoints").iterdir()), "checkpoints left behind"
+    scores = users @ items.T
+    # the pairs the checkerboard leaves out are its held-out items: each must outscore every
+    # item of the other parity (random vectors would do so for 1 pair in n / 2 + 1)
+    held = [(u, i) for u in range(n) for i in range(n) if u % 2 == i % 2 and (u + i) % 5 == 0]
+    for u, i in held:
+        assert scores[u, i] > scores[u, [j for j in range(n) if j % 2 != u % 2]].max(), (u, i)
+
+
+@pytest.mark.slow
+def test_spark_backend_fits_movielens_100k_for_the_configured_iterations(spark, settings,
+                                                                         tmp_path):
+    """The embeddings job with ``als.backend: spark`` and every other ALS setting at its
+    default (15 iterations of rank 128 at the time of writing) on MovieLens 100K."""
+    from jobs.datasets.movielens import fetch_movielens_100k
+    from tests.conftest import REPO
+
+    folder = fetch_movielens_100k(REPO / "var" / "data" / "cache")
+    pairs = np.loadtxt(folder / "ml-100k.inter", skiprows=1, usecols=(0, 1), dtype=np.int64)
+    rng = np.random.default_rng(11)
+    held_mask = rng.random(len(pairs)) < 0.1
+    train = [(f"u{u}", f"i{i}") for u, i in pairs[~held_mask]]
+    held = [(f"u{u}", f"i{i}") for u, i in pairs[held_mask]]
+    seen: dict[str, set[str]] = {}
+    for u, i in train + held:
+        seen.setdefault(u, set()).add(i)
+    als = settings.als.model_copy(update={"backend": "spark"})
+    assert als.iterations >= 10, "the default must be a real fit, not one or two sweeps"
+    settings = settings.model_copy(update={"als": als, "work_dir": str(tmp_path / "work")})
+    lake = Lake(settings)
+    lake.overwrite_partitions(TRAINING_MATRIX.name,
+                              matrix_table([(u, i, 1.0) for u, i in train]), [DS])
+    result = run(spark, settings, DS)
+    assert result["backend"] == "spark"
+    assert result["users"] == len({u for u, _ in train})
+    assert not any((tmp_path / "work" / "checkpoints").iterdir()), "checkpoints left behind"
+    users_t = lake.read_arrow(USER_EMBEDDINGS.name, [DS])
+    items_t = lake.read_arrow(ITEM_EMBEDDINGS.name, [DS])
+    users = dict(zip(users_t["id"].to_pylist(),
+                     np.asarray(users_t["vector"].to_pylist(), np.float32), strict=True))
+    items = dict(zip(items_t["id"].to_pylist(),
+                     np.asarray(items_t["vector"].to_pylist(), np.float32), strict=True))
+    assert all(len(v) == als.factors for v in users.values())
+    auc = held_out_auc(users, items, held, seen, rng)
+    assert auc > 0.8, f"held-out AUC {auc:.3f}"
