@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from conf.errors import InputDataError, UsageError
 from conf.pipeline import AlsSettings
 
 if TYPE_CHECKING:
@@ -75,15 +76,15 @@ def load_dataset(name: str, data: Path | None, cache_dir: Path) -> tuple[sp.csr_
         cache_dir: download cache for ml-100k.
 
     Raises:
-        FileNotFoundError: the expected file is missing (the message names it).
-        ValueError: unknown ``name``.
+        InputDataError: the expected file is missing (the message names it).
+        UsageError: unknown ``name``.
     """
     if name == "ml-1m":
         from jobs.datasets.fixed_split import read_fixed_split
 
         path = (data or SHARED / "data" / "ml-1m") / "train.txt"
         if not path.is_file():
-            raise FileNotFoundError(f"ml-1m: {path} not found (pass --data FOLDER)")
+            raise InputDataError(f"ml-1m: {path} not found (pass --data FOLDER)")
         return interaction_matrix(*read_fixed_split(path)), str(path)
     if name == "ml-100k":
         if data is None:
@@ -92,10 +93,10 @@ def load_dataset(name: str, data: Path | None, cache_dir: Path) -> tuple[sp.csr_
             data = fetch_movielens_100k(cache_dir)
         path = data / "ml-100k.inter"
         if not path.is_file():
-            raise FileNotFoundError(f"ml-100k: {path} not found")
+            raise InputDataError(f"ml-100k: {path} not found")
         pairs = np.loadtxt(path, skiprows=1, usecols=(0, 1), dtype=np.int64)
         return interaction_matrix(pairs[:, 0], pairs[:, 1]), str(path)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    raise UsageError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
 def time_implicit(matrix: sp.csr_matrix, als: AlsSettings, seed: int, warmup: bool) -> float:
@@ -194,7 +195,7 @@ def _non_negative(text: str) -> int:
 
 def main(argv: list[str]) -> int:
     """``recpipe bench als --dataset ml-1m|ml-100k [--factors] [--iterations] [--json OUT]``."""
-    from conf import ConfigError, load_settings
+    from conf import load_settings
 
     parser = argparse.ArgumentParser(prog="recpipe bench als", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=DATASETS, default="ml-1m")
@@ -214,25 +215,13 @@ def main(argv: list[str]) -> int:
     als = {k: v for k, v in (("factors", args.factors), ("iterations", args.iterations),
                              ("spark_checkpoint_interval", args.checkpoint_interval or None))
            if v is not None}
-    try:
-        settings = load_settings(env=args.env, overrides={"als": als} if als else None)
-    except ConfigError as exc:
-        print(f"recpipe bench als: {exc}", file=sys.stderr)
-        return 2
-    try:
-        matrix, source = load_dataset(args.dataset, args.data, settings.data_path("cache"))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"recpipe bench als: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(env=args.env, overrides={"als": als} if als else None)
+    matrix, source = load_dataset(args.dataset, args.data, settings.data_path("cache"))
     from jobs.embeddings import resolve_seed
     from jobs.embeddings_spark import checkpoint_root
     from jobs.spark import get_spark
 
-    try:
-        root = None if args.checkpoint_interval == 0 else checkpoint_root(settings)
-    except ConfigError as exc:
-        print(f"recpipe bench als: {exc}", file=sys.stderr)
-        return 2
+    root = None if args.checkpoint_interval == 0 else checkpoint_root(settings)
     seed = resolve_seed(settings.als, settings.seed)
     figures = compare(matrix, settings.als, seed, get_spark(settings), not args.no_warmup, root)
     result = {"dataset": args.dataset, "source": source, **figures}

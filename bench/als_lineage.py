@@ -136,13 +136,9 @@ def main(argv: list[str]) -> int:
         return 0
     if not LADDER[0] <= args.max_iterations:
         parser.error(f"--max-iterations must be at least {LADDER[0]}, got {args.max_iterations}")
-    from conf import ConfigError, load_settings
+    from conf import load_settings
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"recpipe bench als-lineage: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     profile_options = settings.spark.conf.get(JAVA_OPTIONS, "")
     interval = settings.als.spark_checkpoint_interval
     cases = {

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conf.errors import RecallTargetNotMet
 from conf.index import IndexSettings
-from serving_export.faiss_errors import RecallTargetNotMet
 from serving_export.faiss_index import build_sharded_hnsw, omp_threads
 from serving_export.faiss_tuning import ann_recall, exact_search, tune_ef_search
 

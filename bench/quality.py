@@ -17,22 +17,19 @@ import argparse
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from conf import ConfigError, Settings, load_settings
+from conf import Settings, load_settings
+from conf.errors import UsageError
 from evaluation.protocols import PROTOCOLS, ProtocolData, format_table, run_protocol
-from jobs.datasets.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class UsageError(ValueError):
-    """Bad command-line input (reported on stderr with exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,12 +128,5 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the problem
         return int(exc.code or 0)
-    try:
-        run(load_settings(), args)
-    except (UsageError, ConfigError, FileNotFoundError) as exc:
-        print(f"recpipe bench quality: {exc}", file=sys.stderr)
-        return 2
-    except DatasetError as exc:
-        print(f"recpipe bench quality: dataset unavailable: {exc}", file=sys.stderr)
-        return 1
+    run(load_settings(), args)
     return 0

@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -54,7 +53,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from conf import ConfigError, Settings, load_settings
+from conf import Settings, load_settings
+from conf.errors import UsageError
 
 if TYPE_CHECKING:  # training imports torch: loaded only when a model runs
     from torch import nn
@@ -76,8 +76,6 @@ DATASET_NOTE = (
 )
 
 
-class UsageError(ValueError):
-    """Bad command-line input (reported on stderr with exit code 2)."""
 
 
 def ctr_examples(
@@ -472,7 +470,8 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
     from evaluation.offline import read_inputs
     from jobs.lake import Lake
     from jobs.spark import get_spark
-    from training.examples import EXAMPLES, add_features, feature_inputs, window_dates
+    from jobs.tables import EXAMPLES
+    from training.examples import add_features, feature_inputs, window_dates
     from training.examples import run as build_examples
 
     d1, d2 = PIPELINE_DATES
@@ -704,9 +703,5 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the problem
         return int(exc.code or 0)
-    try:
-        run(load_settings(), args)
-    except (UsageError, ConfigError, FileNotFoundError) as exc:
-        print(f"recpipe bench ranker: {exc}", file=sys.stderr)
-        return 2
+    run(load_settings(), args)
     return 0

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from conf import Settings
+from conf.errors import EmptyInput, NoCandidate
 from conf.gate import EvalSections, GateSettings, eval_sections, parse_metric
 from evaluation.holdout import Holdout, build_holdout
 from evaluation.metrics import catalogue_coverage, ranking_metrics_per_user
 from evaluation.metrics_input import nan_mean
 from evaluation.offline import (
-    EVALUATION,
     GATE_PREFIX,
     evaluation_table,
     model_lists,
@@ -50,8 +50,8 @@ from evaluation.offline import (
     write_rows,
 )
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import EmptyInput, RecpipeError
 from jobs.lake import Lake
+from jobs.tables import EVALUATION
 
 if TYPE_CHECKING:
     from evaluation.registry import EmbeddingModel
@@ -62,8 +62,6 @@ CANDIDATE, CHAMPION_ROLE, BASELINE = "candidate", "champion", "popularity"
 SERVED_ROLE = "served"
 
 
-class NoCandidate(RecpipeError, LookupError):
-    """No model version is registered for the date the gate was asked to judge."""
 
 
 @dataclass(frozen=True)
@@ -395,11 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    try:
-        verdict = run(settings, args.ds)
-    except (NoCandidate, EmptyInput) as exc:
-        print(f"recpipe gate: {exc}", file=sys.stderr)
-        return 2
+    verdict = run(settings, args.ds)
     print(json.dumps(verdict.to_json()))
     if not verdict.passed:
         print(f"recpipe gate: {args.ds}: candidate {verdict.candidate} REJECTED:",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf import Settings
+from conf.errors import EmptyInput
 from conf.gate import EvalSections, eval_sections, parse_metric
 from conf.recs import STRATEGIES
 from evaluation.holdout import (
@@ -49,9 +49,17 @@ from evaluation.metrics import RANKING_METRICS, catalogue_coverage, ranking_metr
 from evaluation.metrics_input import nan_mean
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import EmptyInput
 from jobs.lake import Lake, delta_dataset
-from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, TableSpec, register
+from jobs.tables import (
+    CANDIDATES,
+    EVALUATION,
+    ITEM_EMBEDDINGS,
+    SILVER_INTERACTIONS,
+    SILVER_ITEMS,
+    TOPN,
+    TRAINING_MATRIX,
+    USER_EMBEDDINGS,
+)
 from jobs.topk import topk_inner_product
 from jobs.window import dates_between, holdout_window
 
@@ -60,29 +68,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVALUATION = register(TableSpec(
-    "gold/evaluation",
-    pa.schema([
-        pa.field("model_version", pa.string(), False),  # the embeddings' model version
-        pa.field("stage", pa.string(), False),          # model, merged, topn/home_feed, gate..
-        pa.field("slice", pa.string(), False),          # all, cold_users, heavy_users, ...
-        pa.field("metric", pa.string(), False),         # ndcg, recall, coverage, passed, ...
-        pa.field("k", pa.int32()),                      # cutoff (null for the verdict)
-        pa.field("value", pa.float64()),                # NaN when the slice has no user
-        pa.field("users", pa.int64(), False),           # users behind the value
-        pa.field("run_id", pa.string()),                # MLflow evaluation run
-        pa.field("details", pa.string()),               # JSON (the gate's verdict)
-        pa.field("ds", pa.string(), False),
-    ]),
-    ("ds",),
-))
 MODEL, POPULARITY, MERGED = "model", "popularity", "merged"
 GATE_PREFIX = "gate"
-TRAINING_MATRIX = "gold/training_matrix"
-USER_EMBEDDINGS, ITEM_EMBEDDINGS = "gold/user_embeddings", "gold/item_embeddings"
-CANDIDATES, TOPN = "gold/candidates", "gold/topn"
-LINEAGE_TABLES = (SILVER_INTERACTIONS.name, SILVER_ITEMS.name, TRAINING_MATRIX,
-                  USER_EMBEDDINGS, ITEM_EMBEDDINGS, CANDIDATES, TOPN)
+LINEAGE_TABLES = (SILVER_INTERACTIONS.name, SILVER_ITEMS.name, TRAINING_MATRIX.name,
+                  USER_EMBEDDINGS.name, ITEM_EMBEDDINGS.name, CANDIDATES.name, TOPN.name)
 
 
 def strategy_stage(name: str) -> str:
@@ -140,9 +129,9 @@ def read_inputs(lake: Lake, settings: Settings, ds: str) -> Inputs:
     dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), *window)
     events = lake.read_arrow(SILVER_INTERACTIONS.name, dates,
                              ["user_id", "item_id", "event_type", "value"])
-    train = read_partition(lake, TRAINING_MATRIX, ds, ["user_id", "item_id"])
+    train = read_partition(lake, TRAINING_MATRIX.name, ds, ["user_id", "item_id"])
     if train is None:
-        raise EmptyInput(f"{TRAINING_MATRIX} has no rows for ds={ds}")
+        raise EmptyInput(f"{TRAINING_MATRIX.name} has no rows for ds={ds}")
     items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
     catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
                                 ["item_id"]).column("item_id").to_pylist()
@@ -167,10 +156,10 @@ def read_model(lake: Lake, ds: str) -> tuple[str, EmbeddingModel]:
     from evaluation.registry import EmbeddingModel
 
     cols = ["id", "vector", "model_version"]
-    users = read_partition(lake, USER_EMBEDDINGS, ds, cols)
-    items = read_partition(lake, ITEM_EMBEDDINGS, ds, cols)
+    users = read_partition(lake, USER_EMBEDDINGS.name, ds, cols)
+    items = read_partition(lake, ITEM_EMBEDDINGS.name, ds, cols)
     if users is None or items is None:
-        raise EmptyInput(f"{USER_EMBEDDINGS} and {ITEM_EMBEDDINGS} need rows for ds={ds}")
+        raise EmptyInput(f"{USER_EMBEDDINGS.name} and {ITEM_EMBEDDINGS.name} need rows for ds={ds}")
     versions = set(users["model_version"].to_pylist()) | set(items["model_version"].to_pylist())
     if len(versions) != 1:
         raise ValueError(f"embeddings of ds={ds} hold {len(versions)} model versions: "
@@ -335,17 +324,17 @@ def stage_lists(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa
     else:
         yield MODEL, model_lists(model, holdout, width, fallback=popular)
     yield POPULARITY, popular
-    if CANDIDATES in tables:
-        yield from candidate_lists(tables[CANDIDATES], holdout, width).items()
-    if TOPN in tables:
-        yield from topn_lists(tables[TOPN], holdout, width).items()
+    if CANDIDATES.name in tables:
+        yield from candidate_lists(tables[CANDIDATES.name], holdout, width).items()
+    if TOPN.name in tables:
+        yield from topn_lists(tables[TOPN.name], holdout, width).items()
 
 
 def read_stage_tables(lake: Lake, ds: str, users: list[str]) -> dict[str, pa.Table]:
     """``gold/candidates`` and ``gold/topn`` rows of ``ds`` for ``users`` (missing tables
     are left out with a warning)."""
-    wanted = {CANDIDATES: ["user_id", "item_id", "rank", *[f"{s}_score" for s in STRATEGIES]],
-              TOPN: ["user_id", "item_id", "rank", "surface"]}
+    wanted = {CANDIDATES.name: ["user_id", "item_id", "rank", *[f"{s}_score" for s in STRATEGIES]],
+              TOPN.name: ["user_id", "item_id", "rank", "surface"]}
     tables = {}
     for name, columns in wanted.items():
         got = read_partition(lake, name, ds, columns, users)
@@ -423,8 +412,8 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> di
         # the model first: MLflow copies a run's metrics into a model logged after them
         version = registry.register_embeddings(
             client, run_id, cfg.mlflow.embeddings_model, model, ds, model_version,
-            {t: inputs.lineage[t] for t in (SILVER_INTERACTIONS.name, TRAINING_MATRIX,
-                                            USER_EMBEDDINGS, ITEM_EMBEDDINGS)})
+            {t: inputs.lineage[t] for t in (SILVER_INTERACTIONS.name, TRAINING_MATRIX.name,
+                                            USER_EMBEDDINGS.name, ITEM_EMBEDDINGS.name)})
         registered = f"{cfg.mlflow.embeddings_model}/{version.version}"
         registry.log_values(client, run_id, params=params, metrics=metrics,
                             tags={"recpipe.registered_model": registered})
@@ -442,10 +431,6 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    try:
-        report = run(settings, args.ds)
-    except EmptyInput as exc:
-        print(f"recpipe evaluate: {exc}", file=sys.stderr)
-        return 2
+    report = run(settings, args.ds)
     print(json.dumps(report, default=str))
     return 0

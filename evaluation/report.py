@@ -28,11 +28,13 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from conf.errors import EmptyInput
 from conf.gate import PROJECT_ROOT, EvalSections, eval_sections, parse_metric
 from evaluation.holdout import SLICES
-from evaluation.offline import EVALUATION, GATE_PREFIX, MODEL, POPULARITY
+from evaluation.offline import GATE_PREFIX, MODEL, POPULARITY
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
+from jobs.tables import EVALUATION
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +225,12 @@ def write_report(lake: Lake, ds: str, out: Path, cfg: EvalSections,
     """Write ``index.html`` and its PNGs for ``ds`` into ``out``; returns the page's path.
 
     Raises:
-        LookupError: ``gold/evaluation`` has no rows for ``ds``.
+        EmptyInput: ``gold/evaluation`` has no rows for ``ds``.
     """
     rows = load_rows(lake, ds)
     today = [r for r in rows if r["ds"] == ds]
     if not today:
-        raise LookupError(f"gold/evaluation has no rows for ds={ds}; run `recpipe evaluate`")
+        raise EmptyInput(f"gold/evaluation has no rows for ds={ds}; run `recpipe evaluate`")
     out.mkdir(parents=True, exist_ok=True)
     headline = list(cfg.offline.headline)
     plot_history([r for r in rows if not r["stage"].startswith(f"{GATE_PREFIX}/")],
@@ -270,8 +272,6 @@ def log_report(client: Any, run_id: str, lake: Lake, ds: str, cfg: EvalSections)
 
 def main(argv: list[str] | None = None) -> int:
     """``recpipe report --ds D [--out DIR]``: 0 on success, 2 when ``ds`` has no rows."""
-    import sys
-
     parser = argparse.ArgumentParser(prog="recpipe report", description=__doc__.split("\n")[0])
     parser.add_argument("--ds", required=True, type=parse_ds)
     parser.add_argument("--out", type=Path,
@@ -293,10 +293,6 @@ def main(argv: list[str] | None = None) -> int:
                 if r["ds"] == args.ds and r["run_id"]}
         with tracking(cfg.mlflow) as client:
             links = run_links(client, cfg, sorted(runs))
-    try:
-        page = write_report(lake, args.ds, out, cfg, links)
-    except LookupError as exc:
-        print(f"recpipe report: {exc}", file=sys.stderr)
-        return 2
+    page = write_report(lake, args.ds, out, cfg, links)
     print(json.dumps({"ds": args.ds, "report": str(page)}))
     return 0

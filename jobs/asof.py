@@ -17,9 +17,8 @@ log = logging.getLogger(__name__)
 def latest_partition_at_or_before(lake: Lake, table: str, ds: str) -> str | None:
     """The partition value of ``table`` equal to ``ds``, else the greatest one below it.
 
-    Works for any partitioned Delta table in the lake, declared in :mod:`jobs.schemas` or
-    not (e.g. another stage's output read before its module is imported): the partition
-    column is taken from the table's own metadata.
+    Works for any partitioned Delta table in the lake: the partition column is taken from
+    the table's own metadata.
 
     Args:
         lake: the lake holding ``table``.

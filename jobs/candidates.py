@@ -24,20 +24,26 @@ from conf.recs import CandidateSettings
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.retrieval import CANDIDATE_FIELDS, RetrievalContext, UserBlock, retrieve
-from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS, TableSpec, register
+from jobs.retrieval import RetrievalContext, UserBlock, retrieve
 from jobs.segments import ALL, segment_of
 from jobs.spark_arrow import arrow_schema_to_spark
+from jobs.tables import (
+    CANDIDATE_FIELDS,
+    CANDIDATES,
+    COVISITATION,
+    ITEM_CONTENT,
+    ITEM_EMBEDDINGS,
+    POPULARITY,
+    SILVER_INTERACTIONS,
+    SILVER_ITEMS,
+    SILVER_USERS,
+    USER_EMBEDDINGS,
+)
 from jobs.topk import topk_inner_product
 from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = register(TableSpec(
-    "gold/candidates",
-    pa.schema([*CANDIDATE_FIELDS, pa.field("ds", pa.string(), False)]),
-    ("ds",),
-))
 EMBEDDING_NEIGHBOURS = 20
 """Embedding neighbours per item added to the co-visitation graph for session retrieval."""
 
@@ -78,8 +84,8 @@ def build_context(lake: Lake, ds: str, settings: Settings) -> RetrievalContext:
     items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
     catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
                                 columns=["item_id"]).column("item_id").to_pylist()
-    emb = lake.read_arrow("gold/item_embeddings", [ds], columns=["id", "vector"])
-    content = lake.read_arrow("gold/item_content", [ds],
+    emb = lake.read_arrow(ITEM_EMBEDDINGS.name, [ds], columns=["id", "vector"])
+    content = lake.read_arrow(ITEM_CONTENT.name, [ds],
                               columns=["id", "vector", "content_vector"])
     item_ids = np.array(sorted(set(catalogue) | set(emb.column("id").to_pylist())), dtype=object)
     row_of = {item: i for i, item in enumerate(item_ids)}
@@ -106,7 +112,7 @@ def build_context(lake: Lake, ds: str, settings: Settings) -> RetrievalContext:
         raw = _vectors(content.filter(pa.array(keep)), column)
         content_vecs = np.zeros((n, raw.shape[1]), np.float32)
         content_vecs[rows[keep]] = _normalise(raw)
-    covis_t = lake.read_arrow("gold/covisitation", [ds],
+    covis_t = lake.read_arrow(COVISITATION.name, [ds],
                               columns=["item_id", "neighbor_id", "score"])
     pairs = [(row_of.get(a), row_of.get(b), s) for a, b, s in zip(
         covis_t.column("item_id").to_pylist(), covis_t.column("neighbor_id").to_pylist(),
@@ -114,7 +120,7 @@ def build_context(lake: Lake, ds: str, settings: Settings) -> RetrievalContext:
     pairs = [p for p in pairs if p[0] is not None and p[1] is not None]
     covis = sp.csr_matrix(([p[2] for p in pairs], ([p[0] for p in pairs], [p[1] for p in pairs])),
                           shape=(n, n), dtype=np.float32)
-    popular = popular_lists(lake.read_arrow("gold/popularity", [ds]), row_of,
+    popular = popular_lists(lake.read_arrow(POPULARITY.name, [ds]), row_of,
                             settings.candidates.segment_weight)
     return RetrievalContext(item_ids=item_ids, item_vectors=vectors, content=content_vecs,
                             neighbours=item_graph(vectors, has_cf, covis), popular=popular)
@@ -216,7 +222,7 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, cutoff)
     events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
     history = user_rows(events, cfg)
-    vectors = lake.read_spark(spark, "gold/user_embeddings", [ds]).select(
+    vectors = lake.read_spark(spark, USER_EMBEDDINGS.name, [ds]).select(
         F.col("id").alias("user_id"), "vector")
     users = (segments_frame(spark, lake, settings, ds)
              .join(history, "user_id", "full").join(vectors, "user_id", "left")

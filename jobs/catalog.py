@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from conf import Settings
+from conf.errors import SourceError
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import SourceError
 from jobs.lake import Lake
-from jobs.schemas import QUARANTINE_CATALOG, SILVER_ITEMS, SILVER_USERS
+from jobs.tables import QUARANTINE_CATALOG, SILVER_ITEMS, SILVER_USERS
 
 
 def _read(path: Path, kind: str) -> pa.Table:
@@ -155,10 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.items is None and args.users is None:
         parser.error("give --items and/or --users")
-    try:
-        report = run(settings_from_args(args), args.ds, args.items, args.users)
-    except SourceError as exc:
-        print(f"recpipe load-catalog: {exc}", file=sys.stderr)
-        return 2
+    report = run(settings_from_args(args), args.ds, args.items, args.users)
     print(json.dumps(report, indent=2))
     return 0

@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import re
-import sys
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -45,30 +44,18 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from conf import Settings
+from conf.errors import EmptyInput
 from conf.retrieval import ContentSettings
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import EmptyInput
 from jobs.lake import Lake, delta_dataset
-from jobs.schemas import SILVER_ITEMS, TableSpec, register
+from jobs.tables import ITEM_CONTENT, ITEM_EMBEDDINGS, SILVER_ITEMS
 
 log = logging.getLogger(__name__)
 
-ITEM_EMBEDDINGS = "gold/item_embeddings"
 """Input written by the embeddings job: ``id``, ``vector`` list<float32>, ``model_version``,
 ``ds``. Read through its Delta metadata, so this module does not declare its schema."""
 
-ITEM_CONTENT = register(TableSpec(
-    "gold/item_content",
-    pa.schema([
-        pa.field("id", pa.string(), False),
-        pa.field("vector", pa.list_(pa.float32()), False),  # D: predicted ALS-space vector
-        pa.field("content_vector", pa.list_(pa.float32())),  # F: unit-norm content features
-        pa.field("has_cf", pa.bool_(), False),               # the item had an ALS vector
-        pa.field("ds", pa.string(), False),
-    ]),
-    ("ds",),
-))
 
 STOPWORDS = frozenset({"a", "an", "and", "at", "de", "for", "in", "la", "le", "of", "on",
                        "the", "to", "with"})
@@ -366,12 +353,12 @@ def run(settings: Settings, ds: str) -> dict:
     items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
     if items_ds is None:
         raise EmptyInput(f"silver/items has no snapshot at or before {ds}")
-    emb_ds = latest_partition_at_or_before(lake, ITEM_EMBEDDINGS, ds)
+    emb_ds = latest_partition_at_or_before(lake, ITEM_EMBEDDINGS.name, ds)
     if emb_ds is None:
-        raise EmptyInput(f"{ITEM_EMBEDDINGS} has no partition at or before {ds}")
+        raise EmptyInput(f"{ITEM_EMBEDDINGS.name} has no partition at or before {ds}")
     items = lake.read_arrow(SILVER_ITEMS.name, [items_ds],
                             ["item_id", "title", "categories", "attributes"])
-    emb = (delta_dataset(lake.table(ITEM_EMBEDDINGS), [("ds", "=", emb_ds)])
+    emb = (delta_dataset(lake.table(ITEM_EMBEDDINGS.name), [("ds", "=", emb_ds)])
            .to_table(columns=["id", "vector", "model_version"]))
     table, stats = transform(items, emb, cfg, ds, settings.seed)
     version = lake.overwrite_partitions(ITEM_CONTENT.name, table, [ds])
@@ -385,10 +372,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ds", required=True, type=parse_ds)
     add_common_args(parser)
     args = parser.parse_args(argv)
-    try:
-        report = run(settings_from_args(args), args.ds)
-    except EmptyInput as exc:
-        print(f"recpipe content: {exc}", file=sys.stderr)
-        return 2
+    report = run(settings_from_args(args), args.ds)
     print(json.dumps(report))
     return 0

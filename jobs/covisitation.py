@@ -22,33 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from conf import Settings
+from conf.errors import EmptyInput
 from conf.retrieval import CovisitationSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import EmptyInput
 from jobs.lake import Lake
 from jobs.popularity import day_bounds, event_window
-from jobs.schemas import SILVER_INTERACTIONS, TableSpec, register
+from jobs.tables import COVISITATION, SILVER_INTERACTIONS
 from jobs.window import dates_between
-
-COVISITATION = register(TableSpec(
-    "gold/covisitation",
-    pa.schema([
-        pa.field("item_id", pa.string(), False),
-        pa.field("neighbor_id", pa.string(), False),
-        pa.field("score", pa.float64(), False),   # cosine or conditional (see settings)
-        pa.field("co_count", pa.int64(), False),  # sessions holding both within the window
-        pa.field("rank", pa.int32(), False),      # 1 = best neighbour of item_id
-        pa.field("ds", pa.string(), False),
-    ]),
-    ("ds",),
-))
 
 
 def sessionize(events: DataFrame, gap_minutes: float) -> DataFrame:
@@ -198,10 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     from jobs.spark import get_spark
 
-    try:
-        report = run(get_spark(settings), settings, args.ds)
-    except EmptyInput as exc:
-        print(f"recpipe covisitation: {exc}", file=sys.stderr)
-        return 2
+    report = run(get_spark(settings), settings, args.ds)
     print(json.dumps(report))
     return 0

@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,37 +32,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from conf import ConfigError, Settings, load_settings
+from conf import Settings, load_settings
+from conf.errors import EmptyInput, FactorizationError
 from conf.pipeline import AlsSettings
 from jobs.cf.als import ImplicitALS, check_factors
 from jobs.cf.base import check_user_items
-from jobs.cf.errors import FactorizationError
 from jobs.cli_common import add_common_args, parse_ds
-from jobs.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.schemas import TRAINING_MATRIX, TableSpec, register
+from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-
-def _embedding_schema() -> pa.Schema:
-    return pa.schema([
-        pa.field("id", pa.string(), False),
-        pa.field("vector", pa.list_(pa.float32()), False),
-        pa.field("model_version", pa.string(), False),
-        pa.field("ds", pa.string(), False),
-    ])
-
-
-USER_EMBEDDINGS = register(TableSpec("gold/user_embeddings", _embedding_schema(), ("ds",)))
-ITEM_EMBEDDINGS = register(TableSpec("gold/item_embeddings", _embedding_schema(), ("ds",)))
-
 __all__ = [
-    "ITEM_EMBEDDINGS",
-    "USER_EMBEDDINGS",
     "FactorizationError",
     "IndexedMatrix",
     "build_matrix",
@@ -413,15 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, object] = {"als": als} if als else {}
     if args.lake_root:
         overrides["lake_root"] = args.lake_root
-    try:
-        settings = load_settings(env=args.env, overrides=overrides or None)
-    except ConfigError as exc:
-        print(f"recpipe embeddings: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result = run(None, settings, args.ds)
-    except (EmptyInput, FactorizationError) as exc:
-        print(f"recpipe embeddings: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, EmptyInput) else 1
+    settings = load_settings(env=args.env, overrides=overrides or None)
+    result = run(None, settings, args.ds)
     print(json.dumps(result))
     return 0

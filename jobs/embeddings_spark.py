@@ -21,18 +21,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import ConfigError, Settings
+from conf.errors import EmptyInput, FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.cf.errors import FactorizationError
-from jobs.embeddings import (
-    ITEM_EMBEDDINGS,
-    USER_EMBEDDINGS,
-    model_version,
-    resolve_seed,
-    spark_reg_param,
-)
-from jobs.errors import EmptyInput
+from jobs.embeddings import model_version, resolve_seed, spark_reg_param
 from jobs.lake import Lake
-from jobs.schemas import TRAINING_MATRIX
+from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from conf.errors import FoldInError
 from conf.pipeline import AlsSettings
 from jobs.embeddings import fold_in_users
-from jobs.errors import RecpipeError
 
 __all__ = [
     "FoldInError", "HourWindow", "backfill_lists", "changed_users", "fold_vectors",
@@ -37,8 +37,6 @@ __all__ = [
 ]
 
 
-class FoldInError(RecpipeError):
-    """The hourly fold-in cannot run on the live release (e.g. it has no item vectors)."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,10 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf import Settings
+from conf.errors import FoldInError, SourceError
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import RecpipeError, SourceError
 from jobs.foldin import (
-    FoldInError,
     backfill_lists,
     changed_users,
     fold_vectors,
@@ -54,8 +52,16 @@ from jobs.foldin import (
     release_id,
 )
 from jobs.lake import Lake
-from jobs.schemas import BRONZE_EVENTS, SILVER_INTERACTIONS, TableSpec, register, spec_for
 from jobs.sources import FORMATS, batch_id, list_source_files
+from jobs.tables import (
+    BRONZE_EVENTS,
+    HOURLY_FILES,
+    ITEM_EMBEDDINGS,
+    SILVER_INTERACTIONS,
+    SILVER_ITEMS,
+    SILVER_USERS,
+    spec_for,
+)
 from jobs.window import dates_between
 
 if TYPE_CHECKING:
@@ -65,17 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOURLY_FILES = register(TableSpec(
-    "ops/hourly_files",
-    pa.schema([
-        pa.field("file", pa.string(), False),
-        pa.field("bytes", pa.int64(), False),
-        pa.field("batch", pa.string(), False),
-        pa.field("hour", pa.int32(), False),
-        pa.field("ds", pa.string(), False),
-    ]),
-    ("ds",),
-))
 """Which event file each hourly run claimed (file name, size, ingest batch, ds, hour)."""
 STEPS = ("ingest", "release")
 EVENT_COLUMNS = ["event_id", "user_id", "item_id", "event_type", "value", "ts"]
@@ -289,7 +284,6 @@ def user_segments(lake: Lake, settings: Settings, ds: str, user_ids: list[str]
                   ) -> dict[str, str]:
     """Segment keys of the users known to ``silver/users`` as of ``ds``."""
     from jobs.asof import latest_partition_at_or_before
-    from jobs.schemas import SILVER_USERS
     from jobs.segments import segment_of
 
     snapshot = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
@@ -311,7 +305,7 @@ def check_item_side(lake: Lake, rel: Release, base_ds: str) -> None:
     """
     if rel.item_vectors is None:
         raise FoldInError(f"release {rel.id} has no item vectors to fold users into")
-    gold = set(lake.read_arrow("gold/item_embeddings", [base_ds], ["model_version"])
+    gold = set(lake.read_arrow(ITEM_EMBEDDINGS.name, [base_ds], ["model_version"])
                .column("model_version").to_pylist())
     served = (rel.manifest.get("model_versions") or {}).get("embeddings")
     if served and gold != {served}:
@@ -356,7 +350,6 @@ def refreshed_lists(spark: SparkSession, settings: Settings, lake: Lake, rel: Re
     from jobs.asof import latest_partition_at_or_before
     from jobs.candidates import build_context
     from jobs.candidates import transform as candidates_transform
-    from jobs.schemas import SILVER_ITEMS
 
     users_df = users_df.cache()
     ctx = build_context(lake, base_ds, settings)
@@ -551,12 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     spools = [s for s in args.spool if s.strip()] or [settings.serving.spool_dir]
     steps = STEPS if args.step == "all" else (args.step,)
     from jobs.spark import get_spark
-    from serving_export.release_errors import ReleaseError
 
-    try:
-        report = run(get_spark(settings), settings, args.ds, args.hour, spools, steps)
-    except (RecpipeError, ReleaseError) as exc:
-        print(f"recpipe hourly: {exc}", file=sys.stderr)
-        return 1
+    report = run(get_spark(settings), settings, args.ds, args.hour, spools, steps)
     print(json.dumps(report, default=str))
     return 0

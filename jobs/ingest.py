@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,10 +20,9 @@ from pyspark.sql import functions as F
 
 from conf import Settings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import SourceError
 from jobs.lake import Lake
-from jobs.schemas import BRONZE_EVENTS, QUARANTINE_EVENTS, RAW_EVENT_COLUMNS, SILVER_INTERACTIONS
 from jobs.sources import CORRUPT, batch_id, list_source_files, read_raw_events
+from jobs.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, RAW_EVENT_COLUMNS, SILVER_INTERACTIONS
 from jobs.validate import resolve_duplicates, typed_interactions, validate_events
 
 log = logging.getLogger(__name__)
@@ -129,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    try:
-        list_source_files(args.source)
-    except SourceError as exc:
-        print(f"recpipe ingest: {exc}", file=sys.stderr)
-        return 2
+    list_source_files(args.source)  # a missing or unreadable source stops before Spark starts
     from jobs.spark import get_spark
 
     summary = run(get_spark(settings), settings, args.ds, args.source)

@@ -24,8 +24,8 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
 from conf import Settings
-from jobs.errors import SchemaMismatch
-from jobs.schemas import TableSpec, spec_for
+from conf.errors import SchemaMismatch
+from jobs.tables import TableSpec, spec_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

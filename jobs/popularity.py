@@ -20,38 +20,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from datetime import date, timedelta
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from conf import Settings
+from conf.errors import EmptyInput
 from conf.retrieval import PopularitySettings, SegmentRule
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.schemas import SILVER_INTERACTIONS, SILVER_USERS, TableSpec, register
 from jobs.segments import ALL, segment_of
 from jobs.spark import exact_sum
+from jobs.tables import POPULARITY, SILVER_INTERACTIONS, SILVER_USERS
 from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
 
-POPULARITY = register(TableSpec(
-    "gold/popularity",
-    pa.schema([
-        pa.field("segment", pa.string(), False),   # "all" or e.g. "age=25-34|gender=F"
-        pa.field("item_id", pa.string(), False),
-        pa.field("score", pa.float64(), False),    # decayed weight / segment's top; top = 1.0
-        pa.field("rank", pa.int32(), False),       # 1 = most popular in the segment
-        pa.field("ds", pa.string(), False),
-    ]),
-    ("ds",),
-))
 
 
 def event_window(settings: Settings, ds: str, window_days: int) -> tuple[str, str]:
@@ -222,10 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     from jobs.spark import get_spark
 
-    try:
-        report = run(get_spark(settings), settings, args.ds)
-    except EmptyInput as exc:
-        print(f"recpipe popularity: {exc}", file=sys.stderr)
-        return 2
+    report = run(get_spark(settings), settings, args.ds)
     print(json.dumps(report))
     return 0

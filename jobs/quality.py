@@ -13,7 +13,7 @@ import sys
 from conf import Settings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.schemas import BRONZE_EVENTS, QUARANTINE_EVENTS
+from jobs.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
 
 
 def quarantine_share(raw_rows: int, quarantined_rows: int) -> float:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from conf.recs import STRATEGIES, CandidateSettings
+from jobs.tables import CANDIDATE_FIELDS
 from jobs.topk import topk_inner_product
 
 BITS = {name: 1 << i for i, name in enumerate(STRATEGIES)}
@@ -254,14 +255,6 @@ def sources_array(mask: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.string()))
 
 
-CANDIDATE_FIELDS = [
-    pa.field("user_id", pa.string(), False),
-    pa.field("item_id", pa.string(), False),
-    pa.field("score", pa.float64(), False),
-    *[pa.field(f"{name}_score", pa.float64()) for name in STRATEGIES],
-    pa.field("sources", pa.list_(pa.string())),
-    pa.field("rank", pa.int32(), False),
-]
 
 
 def empty_candidates() -> pa.Table:

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.schemas import SILVER_ITEMS
+from jobs.tables import SILVER_ITEMS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.errors import SourceError
-from jobs.schemas import RAW_EVENT_COLUMNS
+from conf.errors import SourceError
+from jobs.tables import RAW_EVENT_COLUMNS
 
 FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".ndjson": "json",
            ".parquet": "parquet", ".pq": "parquet"}

@@ -8,14 +8,14 @@ import json
 from conf import Settings
 from jobs.cli_common import add_common_args, settings_from_args
 from jobs.lake import Lake
-from jobs.schemas import all_tables
+from jobs.tables import TABLES
 
 
 def table_summary(settings: Settings) -> list[dict]:
     """One entry per existing table: ``table, rows, partitions, version``."""
     lake = Lake(settings)
     out = []
-    for name in sorted(all_tables()):
+    for name in sorted(TABLES):
         if not lake.exists(name):
             continue
         dt = lake.table(name)

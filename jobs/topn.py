@@ -23,37 +23,17 @@ from pyspark.sql import functions as F
 from conf import Settings
 from conf.recs import SurfaceSettings
 from jobs.asof import latest_partition_at_or_before
-from jobs.candidates import CANDIDATES, build_context
+from jobs.candidates import build_context
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.retrieval import RetrievalContext
 from jobs.rules import ItemMeta, apply_surface, user_rng
-from jobs.schemas import SILVER_ITEMS, TableSpec, register
 from jobs.spark_arrow import arrow_schema_to_spark
+from jobs.tables import CANDIDATES, SILVER_ITEMS, SIMILAR_ITEMS, TOPN, TOPN_FIELDS
 from jobs.topk import topk_inner_product
 
 log = logging.getLogger(__name__)
 
-TOPN_FIELDS = [
-    pa.field("user_id", pa.string(), False),
-    pa.field("rank", pa.int32(), False),
-    pa.field("item_id", pa.string(), False),
-    pa.field("score", pa.float64(), False),
-    pa.field("sources", pa.list_(pa.string())),
-]
-TOPN = register(TableSpec(
-    "gold/topn",
-    pa.schema([*TOPN_FIELDS, pa.field("surface", pa.string(), False),
-               pa.field("ds", pa.string(), False)]),
-    ("ds", "surface"),
-))
-SIMILAR_ITEMS = register(TableSpec(
-    "gold/similar_items",
-    pa.schema([pa.field("item_id", pa.string(), False), pa.field("rank", pa.int32(), False),
-               pa.field("similar_item_id", pa.string(), False),
-               pa.field("score", pa.float64(), False), pa.field("ds", pa.string(), False)]),
-    ("ds",),
-))
 SIMILAR_K = 50
 COVIS_WEIGHT = 0.5
 """Weight of the co-visitation score next to the cosine in similar-items lists."""

@@ -25,8 +25,8 @@ from conf import Settings
 from conf.pipeline import MatrixSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.schemas import SILVER_INTERACTIONS, TRAINING_MATRIX
 from jobs.spark import exact_sum
+from jobs.tables import SILVER_INTERACTIONS, TRAINING_MATRIX
 from jobs.window import dates_between, training_window
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from conf.errors import RecpipeError, exit_code
 from recpipe import runlog
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -109,8 +110,6 @@ def dispatch(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from conf import ConfigError
-
     module = importlib.import_module(COMMANDS[name][0])
     sub = rest[:1] if rest and not rest[0].startswith("-") else []
     command = " ".join([name, *sub])
@@ -121,9 +120,10 @@ def dispatch(argv: list[str] | None = None) -> int:
     started, code = time.perf_counter(), 1
     try:
         code = int(module.main(rest) or 0)
-    except ConfigError as exc:
-        print(f"recpipe {name}: {exc}", file=sys.stderr)
-        code = 2
+    except RecpipeError as exc:
+        # the one place where domain errors become a message and an exit code
+        print(f"recpipe {command}: {exc}", file=sys.stderr)
+        code = exit_code(exc)
     finally:
         if runs:
             runlog.append(runs, ds, {"event": "end", "command": command, "code": code,

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,11 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf import Settings
+from conf.errors import EmptyInput
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
 from jobs.segments import ALL, segment_of
+from jobs.tables import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
 from serving_export.release import (
     OVERALL,
     Embeddings,
@@ -89,7 +89,7 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     """Everything the release of ``ds`` holds, read from the lake."""
     topn = lake.read_arrow("gold/topn", [ds])
     if topn.num_rows == 0:
-        raise ValueError(f"gold/topn has no rows for ds={ds}; run `recpipe topn` first")
+        raise EmptyInput(f"gold/topn has no rows for ds={ds}; run `recpipe topn` first")
     surfaces = {}
     for surface in sorted(set(topn.column("surface").to_pylist())):
         part = topn.filter(pc.equal(topn.column("surface"), surface))
@@ -171,18 +171,12 @@ def run(settings: Settings, ds: str, do_publish: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from serving_export.release import ReleaseError
-
     parser = argparse.ArgumentParser(prog="recpipe export", description=__doc__.split("\n")[0])
     parser.add_argument("--ds", required=True, type=parse_ds)
     parser.add_argument("--publish", action="store_true",
                         help="point CURRENT at the release (only if it passed the gate)")
     add_common_args(parser)
     args = parser.parse_args(argv)
-    try:
-        report = run(settings_from_args(args), args.ds, args.publish)
-    except (ReleaseError, ValueError) as exc:
-        print(f"recpipe export: {exc}", file=sys.stderr)
-        return 1
+    report = run(settings_from_args(args), args.ds, args.publish)
     print(json.dumps(report, indent=2))
     return 0

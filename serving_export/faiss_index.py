@@ -38,8 +38,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from conf.errors import IndexCorrupt, IndexDirectoryNotEmpty
 from conf.index import IndexSettings
-from serving_export.faiss_errors import IndexCorrupt, IndexDirectoryNotEmpty
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from serving_export.faiss_errors import RecallTargetNotMet
+from conf.errors import RecallTargetNotMet
 from serving_export.faiss_index import ShardedIndex, Tuning, as_vectors, to_gpu
 
 logger = logging.getLogger(__name__)

@@ -22,12 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from serving_export.release_errors import (
-    PublishError,
-    ReleaseError,
-    ReleaseGateFailed,
-    ReleaseNotFound,
-)
+from conf.errors import PublishError, ReleaseError, ReleaseGateFailed, ReleaseNotFound
 from serving_export.release_format import (
     CURRENT,
     HISTORY,

@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from conf.errors import StoreUnavailable
+
 if TYPE_CHECKING:
     from conf.serving import ServingSettings
 
@@ -31,8 +33,6 @@ NEGATIVE_EVENTS = frozenset({"skip"})
 """Event types that hide an item but do not seed the similar-items blend."""
 
 
-class StoreUnavailable(Exception):
-    """The real-time store could not be reached or answered too slowly."""
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,14 @@ from serving_export.publish import (
     rollback,
     rollback_target,
 )
-from serving_export.release_errors import (
-    PublishError,
-    ReleaseCorrupt,
-    ReleaseError,
-    ReleaseExists,
-    ReleaseGateFailed,
-    ReleaseIncomplete,
-    ReleaseNotFound,
-)
 from serving_export.release_format import OVERALL
 from serving_export.release_reader import Release, load_release, verify_release
 from serving_export.release_writer import Embeddings, GateVerdict, ReleaseData, write_release
 
 __all__ = [
-    "OVERALL", "Embeddings", "GateVerdict", "PublishError", "Release", "ReleaseCorrupt",
-    "ReleaseData", "ReleaseError", "ReleaseExists", "ReleaseGateFailed", "ReleaseIncomplete",
-    "ReleaseInfo", "ReleaseNotFound", "current_release", "list_releases", "load_release",
+    "OVERALL", "Embeddings", "GateVerdict", "Release",
+    "ReleaseData",
+    "ReleaseInfo", "current_release", "list_releases", "load_release",
     "prune", "publish", "read_history", "rollback", "rollback_target", "verify_release",
     "write_release",
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from conf import ConfigError, load_settings
+from conf import load_settings
+from conf.errors import ReleaseError, UsageError
 from serving_export.publish import (
     current_release,
     list_releases,
@@ -17,7 +17,6 @@ from serving_export.publish import (
     rollback,
     rollback_target,
 )
-from serving_export.release_errors import ReleaseError
 from serving_export.release_reader import verify_release
 
 
@@ -100,17 +99,8 @@ def main(argv: list[str]) -> int:
     """Parse ``argv``, run the command; exit 2 with a message on any release error."""
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"recpipe release: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings()
     root = Path(args.releases_root or settings.serving.releases_root)
     if args.command == "prune" and args.keep is not None and args.keep < 1:
-        print(f"recpipe release prune: --keep must be >= 1, got {args.keep}", file=sys.stderr)
-        return 2
-    try:
-        return run(root, args, settings.serving.keep_releases)
-    except (ReleaseError, ValueError) as exc:
-        print(f"recpipe release {args.command}: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--keep must be >= 1, got {args.keep}")
+    return run(root, args, settings.serving.keep_releases)

@@ -18,11 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from serving_export.release_errors import (
-    ReleaseCorrupt,
-    ReleaseIncomplete,
-    ReleaseNotFound,
-)
+from conf.errors import ReleaseCorrupt, ReleaseIncomplete, ReleaseNotFound
 from serving_export.release_format import (
     FORMAT,
     FORMAT_VERSION,

@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conf.errors import ReleaseError, ReleaseExists, ReleaseNotFound
 from serving_export import release_build as rb
-from serving_export.release_errors import ReleaseError, ReleaseExists, ReleaseNotFound
 from serving_export.release_format import (
     FORMAT,
     FORMAT_VERSION,

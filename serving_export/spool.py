@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conf.errors import SpoolError
+
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("event_id", "user_id", "item_id", "event_type", "value", "ts", "surface")
@@ -32,8 +34,6 @@ OPEN_SUFFIX = ".jsonl.open"
 DONE_SUFFIX = ".jsonl"
 
 
-class SpoolError(Exception):
-    """Events could not be written durably."""
 
 
 def _pid_alive(pid: int) -> bool:

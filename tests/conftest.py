@@ -26,6 +26,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path, monkeypatch):
+    """Commands run through ``recpipe.cli`` log their runs in the test's folder, not the
+    checkout's ``var/runs``."""
+    monkeypatch.setenv("RECPIPE_RUNS_DIR", str(tmp_path / "runs"))
+
+
+def recpipe(args: list[str]) -> int:
+    """Run ``recpipe ARGS`` in this process as the command line does (errors become a
+    message on stderr and an exit code in ``recpipe.cli``); returns the exit code."""
+    from recpipe.cli import main
+
+    return main(args)
+
+
 @pytest.fixture
 def settings(tmp_path):
     """Settings whose lake and data folders live in a fresh temporary directory."""

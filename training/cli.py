@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conf import ConfigError, Settings, load_settings
+from conf import Settings, load_settings
+from conf.errors import InputDataError, RecpipeError, UsageError
 from jobs.cli_common import parse_ds
-from training.errors import ArtifactError, SchemaError, TrainingError
 from training.features import FeatureSpec, candidate_feature_spec
 
 if TYPE_CHECKING:
@@ -48,8 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class UsageError(ValueError):
-    """Bad command-line input (reported on stderr with exit code 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,8 +303,8 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
     """
     from conf.gate import eval_sections
     from jobs.lake import Lake
-    from jobs.schemas import SILVER_INTERACTIONS
-    from training.examples import CANDIDATES, EXAMPLES, label_window, split_by_user
+    from jobs.tables import CANDIDATES, EXAMPLES, SILVER_INTERACTIONS
+    from training.examples import label_window, split_by_user
     from training.pipeline import fit_ranker, table_source
     from training.rank_candidates import export_dir
 
@@ -343,7 +340,7 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
     if use_mlflow:
         cfg = mlflow_cfg or eval_sections(settings).mlflow
         lineage = {name: lake.version(name)
-                   for name in (EXAMPLES.name, CANDIDATES, SILVER_INTERACTIONS.name)}
+                   for name in (EXAMPLES.name, CANDIDATES.name, SILVER_INTERACTIONS.name)}
         summary.update(register_ranker(cfg, out, ds, metrics, params, lineage))
     log.info("ranker of %s: valid AUC %.4f, logloss %.4f, NDCG@%d %.4f (retrieval %.4f, "
              "fused %.4f with retrieval weight %g)", ds, metrics["valid_auc"],
@@ -390,11 +387,9 @@ def main(argv: list[str]) -> int:
             rows = run_score(args.model, args.input, args.output, args.keep.split(","),
                              args.batch_size)
             print(f"wrote {args.output}: {rows:,} rows")
-    except (UsageError, ConfigError, SchemaError, ArtifactError, FileNotFoundError,
-            ValueError) as exc:
-        print(f"recpipe ranker {args.action}: {exc}", file=sys.stderr)
-        return 2
-    except TrainingError as exc:
-        print(f"recpipe ranker {args.action}: training failed: {exc}", file=sys.stderr)
-        return 1
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, RecpipeError):
+            raise
+        # files named on the command line that cannot be read or do not fit the feature spec
+        raise InputDataError(str(exc)) from exc
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from training.errors import SchemaError
+from conf.errors import InputDataError, SchemaError, UsageError
 
 
 def parquet_files(paths: Sequence[str | Path]) -> list[Path]:
@@ -30,9 +30,9 @@ def parquet_files(paths: Sequence[str | Path]) -> list[Path]:
         elif p.is_file():
             files.append(p)
         else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
+            raise InputDataError(f"no such file or folder: {p}")
     if not files:
-        raise FileNotFoundError(f"no Parquet files under {[str(p) for p in paths]}")
+        raise InputDataError(f"no Parquet files under {[str(p) for p in paths]}")
     return files
 
 
@@ -74,7 +74,7 @@ def table_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Slice an in-memory table into record batches, rows permuted if ``rng`` is given."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     if rng is not None:
         table = table.take(pa.array(rng.permutation(table.num_rows)))
     for start in range(0, table.num_rows, batch_size):
@@ -99,7 +99,7 @@ def shuffle_rebatch(
         Tables of ``batch_size`` rows (one chunk each), the last one possibly smaller.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     buffer_rows = max(buffer_rows, batch_size)
     held: list[pa.RecordBatch] = []
     n_held = 0

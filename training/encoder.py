@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from conf.errors import ArtifactError, SchemaError
 from training.batch import RankerBatch
-from training.errors import ArtifactError, SchemaError
 from training.features import FeatureSpec
 from training.id_maps import IdCounter, IdMap
 from training.normalize import DenseStats, DenseStatsAccumulator

@@ -13,7 +13,7 @@ C(D')), labelled by the positive events of the label window C(D') < event_date <
   date) among catalogue items the user has no candidate row and no event with;
 - with ``ranker.add_missed_positives`` the positives the candidates missed are added too.
 
-Features (:data:`training.features.CANDIDATE_SPARSE` / ``CANDIDATE_DENSE``) are built with
+Features (:data:`jobs.tables.EXAMPLE_SPARSE_COLUMNS` / ``EXAMPLE_DENSE_COLUMNS``) are built with
 Spark from the gold and silver tables of the candidates' own date (D' for examples, D when
 scoring): joins for the user and item columns, and one ``mapInArrow`` pass with the item
 side broadcast (ALS and content vectors, the co-visitation graph) for the three features
@@ -40,13 +40,24 @@ from conf import Settings
 from conf.ranker import RankerSettings
 from jobs.asof import latest_partition_at_or_before
 from jobs.lake import Lake
-from jobs.schemas import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS, TableSpec, register
+from jobs.tables import (
+    CANDIDATES,
+    COVISITATION,
+    EXAMPLES,
+    ITEM_CONTENT,
+    ITEM_EMBEDDINGS,
+    LABEL_COLUMN,
+    POPULARITY,
+    SILVER_INTERACTIONS,
+    SILVER_ITEMS,
+    SILVER_USERS,
+    USER_EMBEDDINGS,
+    WEIGHT_COLUMN,
+)
 from jobs.window import dates_between, training_window
-from training.features import CANDIDATE_DENSE, LABEL_COLUMN, WEIGHT_COLUMN
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = "gold/candidates"
 ORIGIN_CANDIDATE, ORIGIN_MISSED, ORIGIN_RANDOM = "candidate", "missed", "random"
 """``origin`` of an example row: a candidate, a missed positive, a random negative."""
 HISTORY_ITEMS = 10
@@ -54,25 +65,6 @@ HISTORY_ITEMS = 10
 (weights ``1 / (1 + position)``, as the session and content retrievers use them)."""
 _SECONDS_PER_DAY = 86400.0
 
-EXAMPLES = register(TableSpec(
-    "gold/ranker_examples",
-    pa.schema([
-        pa.field("user_id", pa.string(), False),
-        pa.field("item_id", pa.string(), False),
-        pa.field("origin", pa.string(), False),
-        pa.field("item_categories", pa.list_(pa.string())),
-        pa.field("user_age_bucket", pa.string()),
-        pa.field("user_gender", pa.string()),
-        pa.field("user_occupation", pa.string()),
-        pa.field("retrieval_strategies", pa.list_(pa.string())),
-        *[pa.field(name, pa.float64()) for name, _ in CANDIDATE_DENSE],
-        pa.field(LABEL_COLUMN, pa.float64(), False),
-        pa.field(WEIGHT_COLUMN, pa.float64(), False),
-        pa.field("source_ds", pa.string(), False),
-        pa.field("ds", pa.string(), False),
-    ]),
-    ("ds",),
-))
 """One row per (user, item) of the examples of ``ds``, built from the candidates of
 ``source_ds``."""
 
@@ -560,15 +552,15 @@ def feature_inputs(spark: SparkSession, lake: Lake, settings: Settings, ds: str
     users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
     items = lake.read_spark(spark, SILVER_ITEMS.name, [items_ds] if items_ds else [])
     users = lake.read_spark(spark, SILVER_USERS.name, [users_ds] if users_ds else [])
-    user_vectors = lake.read_spark(spark, "gold/user_embeddings", [ds])
-    popularity = lake.read_spark(spark, "gold/popularity", [ds])
+    user_vectors = lake.read_spark(spark, USER_EMBEDDINGS.name, [ds])
+    popularity = lake.read_spark(spark, POPULARITY.name, [ds])
     catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
                                 columns=["item_id"]).column("item_id").to_pylist()
     side = build_item_side(
         catalogue,
-        lake.read_arrow("gold/item_embeddings", [ds], columns=["id", "vector"]),
-        lake.read_arrow("gold/item_content", [ds], columns=["id", "vector", "content_vector"]),
-        lake.read_arrow("gold/covisitation", [ds], columns=["item_id", "neighbor_id", "score"]))
+        lake.read_arrow(ITEM_EMBEDDINGS.name, [ds], columns=["id", "vector"]),
+        lake.read_arrow(ITEM_CONTENT.name, [ds], columns=["id", "vector", "content_vector"]),
+        lake.read_arrow(COVISITATION.name, [ds], columns=["item_id", "neighbor_id", "score"]))
     log.info("feature inputs of %s: %d items on the item side (ALS dim %d, content dim %d)",
              ds, len(side.item_ids), side.als.shape[1], side.content.shape[1])
     return FeatureInputs(
@@ -624,9 +616,9 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict[str, Any]:
     window = label_window(settings, ds)
     summary: dict[str, Any] = {"ds": ds, "source_ds": window.source_ds,
                                "label_window": [window.first, window.last]}
-    if window.source_ds not in lake.partitions(CANDIDATES):
+    if window.source_ds not in lake.partitions(CANDIDATES.name):
         log.info("no %s partition for %s (D - %d days): no ranker examples for %s; the "
-                 "precompute uses retrieval-only scores", CANDIDATES, window.source_ds,
+                 "precompute uses retrieval-only scores", CANDIDATES.name, window.source_ds,
                  settings.ranker.label_days, ds)
         return {**summary, "skipped": f"no candidates for {window.source_ds}"}
     available = lake.partitions(SILVER_INTERACTIONS.name)
@@ -639,7 +631,7 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict[str, Any]:
     first, _ = training_window(settings, window.source_ds)
     past_events = lake.read_spark(spark, SILVER_INTERACTIONS.name,
                                   dates_between(available, first, window.last))
-    candidates = lake.read_spark(spark, CANDIDATES, [window.source_ds])
+    candidates = lake.read_spark(spark, CANDIDATES.name, [window.source_ds])
     inputs = feature_inputs(spark, lake, settings, window.source_ds)
     catalogue = np.asarray(sorted(inputs.side_broadcast.value.row_of), dtype=object)
     examples = build_examples(candidates, label_events, past_events,

@@ -32,8 +32,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from conf.errors import ArtifactError, UsageError
 from training.encoder import FeatureEncoder
-from training.errors import ArtifactError
 from training.model import ModelConfig, RankerModel
 from training.scoring import score
 from training.sharded import full_state_dict
@@ -89,7 +89,7 @@ def export_ranker(
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
-        raise FileExistsError(f"export directory already exists: {out_dir}")
+        raise UsageError(f"export directory already exists: {out_dir}")
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

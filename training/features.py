@@ -20,9 +20,12 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 from conf.ranker import RankerSettings
-
-LABEL_COLUMN = "label"
-WEIGHT_COLUMN = "weight"
+from jobs.tables import (
+    EXAMPLE_DENSE_COLUMNS,
+    EXAMPLE_SPARSE_COLUMNS,
+    LABEL_COLUMN,
+    WEIGHT_COLUMN,
+)
 
 
 @dataclass(frozen=True)
@@ -130,27 +133,17 @@ class FeatureSpec:
 
 
 # Candidate-based training examples (built by the pipeline from gold/candidates).
-CANDIDATE_SPARSE: tuple[tuple[str, bool], ...] = (
-    ("user_id", False),
-    ("item_id", False),
-    ("item_categories", True),
-    ("user_age_bucket", False),
-    ("user_gender", False),
-    ("user_occupation", False),
-    ("retrieval_strategies", True),
-)
-CANDIDATE_DENSE: tuple[tuple[str, bool], ...] = (
-    ("retrieval_score", False),  # merged candidate score
-    ("als_dot", False),  # user . item ALS embeddings
-    ("content_sim", False),  # user profile . item content vector
-    ("covis_score", True),  # co-visitation with the user's recent items
-    ("popularity", True),  # time-decayed item popularity
-    ("n_strategies", False),  # how many retrieval strategies found the item
-    ("item_age_days", True),  # ds - item created_at
-    ("user_event_count", True),  # user's events in the lookback window
-    ("item_event_count", True),  # item's events in the lookback window
-    ("user_recency_days", True),  # days since the user's last event
-)
+MULTI_HOT = frozenset({"item_categories", "retrieval_strategies"})
+"""Sparse candidate features holding a list of values per row."""
+LOG1P = frozenset({"covis_score", "popularity", "item_age_days", "user_event_count",
+                   "item_event_count", "user_recency_days"})
+"""Dense candidate features whose heavy tail is compressed by ``log1p`` before scaling."""
+CANDIDATE_SPARSE: tuple[tuple[str, bool], ...] = tuple(
+    (name, name in MULTI_HOT) for name in EXAMPLE_SPARSE_COLUMNS)
+"""(name, multi-hot) of the ranker's categorical inputs, columns of ``gold/ranker_examples``."""
+CANDIDATE_DENSE: tuple[tuple[str, bool], ...] = tuple(
+    (name, name in LOG1P) for name in EXAMPLE_DENSE_COLUMNS)
+"""(name, log1p) of the ranker's numeric inputs, columns of ``gold/ranker_examples``."""
 
 
 def bucket_cap(settings: RankerSettings, name: str) -> int:

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.errors import ArtifactError, SchemaError
+from conf.errors import ArtifactError, SchemaError
 
 log = logging.getLogger(__name__)
 

@@ -147,7 +147,7 @@ def fusion_weight(settings: Settings, manifest: dict) -> float:
     Raises:
         training.errors.ArtifactError: ``validation`` is asked for and the export has none.
     """
-    from training.errors import ArtifactError
+    from conf.errors import ArtifactError
 
     configured = settings.ranker.retrieval_weight
     if configured != "validation":

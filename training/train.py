@@ -23,9 +23,9 @@ from torch.distributed.optim import _apply_optimizer_in_backward
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
+from conf.errors import TrainingError
 from conf.ranker import RankerSettings
 from training.batch import RankerBatch
-from training.errors import TrainingError
 from training.model import RankerModel
 from training.scoring import ctr_metrics, predict
 

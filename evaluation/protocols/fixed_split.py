@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from conf.errors import InputDataError
 from conf.evaluation import QualityBenchSettings
 from evaluation.protocols.runner import ProtocolData
 from evaluation.protocols.splits import reindex, sample_users, to_csr
@@ -31,7 +32,7 @@ def read_splits(
     out = []
     for path in (train, valid, test):
         if not Path(path).is_file():
-            raise FileNotFoundError(f"split file not found: {path}")
+            raise InputDataError(f"split file not found: {path}")
         out.append(read_fixed_split(path))
     return out
 
@@ -61,7 +62,7 @@ def build(
         keep = sample_users(users, settings.quick_users, seed)
         users, items, which = users[keep], items[keep], which[keep]
     if users.size == 0:
-        raise ValueError("the split files hold no interactions")
+        raise InputDataError("the split files hold no interactions")
     users, items = reindex(users)[0], reindex(items)[0]
     shape = (int(users.max()) + 1, int(items.max()) + 1)
     train, valid, test = (to_csr(users[which == j], items[which == j], shape) for j in range(3))

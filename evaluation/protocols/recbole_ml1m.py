@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from conf.errors import InputDataError
 from conf.evaluation import QualityBenchSettings
 from evaluation.protocols.published import RECBOLE_ML1M
 from evaluation.protocols.runner import ProtocolData
@@ -35,7 +36,7 @@ def read_ml1m(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     for name in FILES:
         path = Path(folder) / name
         if not path.is_file():
-            raise FileNotFoundError(f"ML-1M file not found: {path}")
+            raise InputDataError(f"ML-1M file not found: {path}")
         parts.append(read_fixed_split(path))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

@@ -14,7 +14,7 @@ from typing import Self
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.cf.errors import NotFittedError
+from conf.errors import NotFittedError
 from jobs.cf.topk import top_k
 
 logger = logging.getLogger(__name__)

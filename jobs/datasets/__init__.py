@@ -19,7 +19,6 @@ columns as strings, items, users) and checks them on write.
   (``fetch movielens-100k|ml-1m``).
 """
 
-from jobs.datasets.errors import DatasetError, SchemaMismatchError
 from jobs.datasets.fixed_split import fixed_split_to_events, read_fixed_split
 from jobs.datasets.formats import ITEMS_SCHEMA, RAW_EVENTS_SCHEMA, USERS_SCHEMA
 from jobs.datasets.loaders import (
@@ -36,8 +35,6 @@ __all__ = [
     "ITEMS_SCHEMA",
     "RAW_EVENTS_SCHEMA",
     "USERS_SCHEMA",
-    "DatasetError",
-    "SchemaMismatchError",
     "SynthSpec",
     "convert_ml1m",
     "convert_movielens_100k",

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from conf import ConfigError, Settings, load_settings
+from conf import Settings, load_settings
+from conf.errors import DatasetError, UsageError
 from jobs.datasets import ml1m
 from jobs.datasets.convert import FORMATS, convert_file
-from jobs.datasets.errors import DatasetError
 from jobs.datasets.movielens import (
     EXPECTED_COUNTS,
     convert_movielens_100k,
@@ -115,7 +114,7 @@ def run_fetch(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
     out = args.out or data_dir / args.dataset
     if args.dataset == "ml-1m":
         if args.cache is not None:
-            raise ValueError("--cache is for movielens-100k, not ml-1m")
+            raise UsageError("--cache is for movielens-100k, not ml-1m")
         src = args.src or Path(settings.resolve(settings.evaluation.quality.ml1m_dir))
         counts = ml1m.convert_ml1m(
             src, out,
@@ -126,7 +125,7 @@ def run_fetch(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
         _report(out, counts)
         return counts
     if args.src or args.end_date or args.days:
-        raise ValueError("--src, --end-date and --days are for ml-1m, not movielens-100k")
+        raise UsageError("--src, --end-date and --days are for ml-1m, not movielens-100k")
     src = fetch_movielens_100k(args.cache or data_dir / "cache")
     counts = convert_movielens_100k(src, out)
     if counts != EXPECTED_COUNTS:
@@ -158,18 +157,11 @@ def run_synth(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
 def main(argv: list[str]) -> int:
     """Entry point of ``recpipe data``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        settings = load_settings()
-        if args.action == "fetch":
-            run_fetch(settings, args)
-        elif args.action == "convert":
-            run_convert(args)
-        else:
-            run_synth(settings, args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"recpipe data {args.action}: error: {exc}", file=sys.stderr)
-        return 2
-    except DatasetError as exc:
-        print(f"recpipe data {args.action}: failed: {exc}", file=sys.stderr)
-        return 1
+    settings = load_settings()
+    if args.action == "fetch":
+        run_fetch(settings, args)
+    elif args.action == "convert":
+        run_convert(args)
+    else:
+        run_synth(settings, args)
     return 0

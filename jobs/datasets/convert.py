@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from conf.errors import InputDataError, UsageError
 from jobs.datasets.fixed_split import fixed_split_to_events, read_fixed_split
 from jobs.datasets.formats import RAW_EVENTS_SCHEMA, write_parquet_stream
 from jobs.datasets.loaders import (
@@ -72,10 +73,10 @@ def convert_file(
         FileNotFoundError: ``input_path`` does not exist.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
+        raise UsageError(f"unknown format {fmt!r}; expected one of {sorted(FORMATS)}")
     input_path = Path(input_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"input file not found: {input_path}")
+        raise InputDataError(f"input file not found: {input_path}")
     out = Path(out_dir) / "events.parquet"
     write_parquet_stream(FORMATS[fmt](input_path, prefix, chunk_rows), out, RAW_EVENTS_SCHEMA)
     return out

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from conf.errors import InputDataError, UsageError
 from jobs.datasets.formats import events_table
 
 logger = logging.getLogger(__name__)
@@ -51,12 +52,12 @@ def read_fixed_split(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
                 continue
             for token in tokens:
                 if not token.isdigit():
-                    raise ValueError(
+                    raise InputDataError(
                         f"{path}:{lineno}: expected non-negative integer ids, got {token!r}"
                     )
             user = int(tokens[0])
             if user in seen:
-                raise ValueError(
+                raise InputDataError(
                     f"{path}:{lineno}: user {user} already listed on line {seen[user]}"
                 )
             seen[user] = lineno
@@ -103,10 +104,10 @@ def fixed_split_to_events(
     """
     users, items = np.asarray(users), np.asarray(items)
     if users.shape != items.shape or users.ndim != 1:
-        raise ValueError(f"users and items must be aligned 1-D arrays, got shapes "
+        raise UsageError(f"users and items must be aligned 1-D arrays, got shapes "
                          f"{users.shape} and {items.shape}")
     if base_ts.tzinfo is None:
-        raise ValueError(f"base_ts must be timezone-aware, got {base_ts!r}")
+        raise UsageError(f"base_ts must be timezone-aware, got {base_ts!r}")
     n = users.shape[0]
     position = np.arange(n, dtype=np.int64)
     if epoch_s is None:
@@ -114,7 +115,7 @@ def fixed_split_to_events(
     else:
         epoch = np.asarray(epoch_s, dtype=np.int64)
         if epoch.shape != users.shape:
-            raise ValueError(f"epoch_s must have the shape of users {users.shape}, "
+            raise UsageError(f"epoch_s must have the shape of users {users.shape}, "
                              f"got {epoch.shape}")
     return events_table(
         event_id=[f"{prefix}-{u}-{i}-{k}" for u, i, k in zip(users, items, position, strict=True)],

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.datasets.errors import SchemaMismatchError
+from conf.errors import SchemaMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def check_schema(table: pa.Table | pa.RecordBatch, schema: pa.Schema, name: str)
     """Raise unless ``table`` has exactly ``schema``'s column names, order and types.
 
     Raises:
-        SchemaMismatchError: naming ``name`` and each differing column.
+        SchemaMismatch: naming ``name`` and each differing column.
     """
     if table.schema.names != schema.names:
-        raise SchemaMismatchError(
+        raise SchemaMismatch(
             f"{name}: columns {table.schema.names} differ from the declared {schema.names}"
         )
     problems = [
@@ -83,7 +83,7 @@ def check_schema(table: pa.Table | pa.RecordBatch, schema: pa.Schema, name: str)
         if not field.nullable and table.column(field.name).null_count:
             problems.append(f"{field.name}: has nulls (declared not nullable)")
     if problems:
-        raise SchemaMismatchError(f"{name}: " + "; ".join(problems))
+        raise SchemaMismatch(f"{name}: " + "; ".join(problems))
 
 
 def write_parquet(table: pa.Table, path: Path, schema: pa.Schema) -> Path:
@@ -96,7 +96,7 @@ def write_parquet(table: pa.Table, path: Path, schema: pa.Schema) -> Path:
         ``path``.
 
     Raises:
-        SchemaMismatchError: the table does not match ``schema``.
+        SchemaMismatch: the table does not match ``schema``.
     """
     check_schema(table, schema, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def write_parquet_stream(
         The number of rows written.
 
     Raises:
-        SchemaMismatchError: a chunk does not match ``schema`` (nothing is left at ``path``).
+        SchemaMismatch: a chunk does not match ``schema`` (nothing is left at ``path``).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from conf.errors import InputDataError, UsageError
 from jobs.datasets.formats import RAW_EVENTS_SCHEMA, events_table
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def _iter_ratings(
 ) -> Iterator[pa.Table]:
     """Parse ``user, item, rating, epoch`` lines into raw ``rating`` event chunks."""
     if chunk_rows <= 0:
-        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+        raise UsageError(f"chunk_rows must be positive, got {chunk_rows}")
     users: list[str] = []
     items: list[str] = []
     ratings: list[float] = []
@@ -83,28 +84,28 @@ def _iter_ratings(
             line = raw.rstrip("\r\n")
             if header is not None and lineno == 1:
                 if line.lstrip("\ufeff").strip() != header:
-                    raise ValueError(f"{path}:1: expected the header {header!r}, got {line!r}")
+                    raise InputDataError(f"{path}:1: expected the header {header!r}, got {line!r}")
                 continue
             if not line.strip():
                 continue
             fields = split(line)
             if len(fields) != 4:
-                raise ValueError(
+                raise InputDataError(
                     f"{path}:{lineno}: expected 4 fields (user, item, rating, timestamp), "
                     f"got {len(fields)}: {line[:80]!r}"
                 )
             user, item, rating_text, epoch_text = (f.strip() for f in fields)
             if not user or not item:
-                raise ValueError(f"{path}:{lineno}: empty user or item id: {line[:80]!r}")
+                raise InputDataError(f"{path}:{lineno}: empty user or item id: {line[:80]!r}")
             try:
                 rating = float(rating_text)
             except ValueError:
                 rating = math.nan
             if not math.isfinite(rating):
-                raise ValueError(f"{path}:{lineno}: rating {rating_text!r} is not a number")
+                raise InputDataError(f"{path}:{lineno}: rating {rating_text!r} is not a number")
             epoch = _parse_epoch(epoch_text)
             if epoch is None:
-                raise ValueError(
+                raise InputDataError(
                     f"{path}:{lineno}: timestamp {epoch_text!r} is not integer epoch seconds"
                 )
             users.append(user)
@@ -174,7 +175,7 @@ def load_ratings_csv(path: Path | str, prefix: str = "ml") -> pa.Table:
 def _missing_columns(path: Path, columns: list[str]) -> None:
     missing = [name for name in RAW_EVENTS_SCHEMA.names if name not in columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing} (found {columns})")
+        raise InputDataError(f"{path}: missing columns {missing} (found {columns})")
     extra = [name for name in columns if name not in RAW_EVENTS_SCHEMA.names]
     if extra:
         logger.warning("%s: ignoring columns %s", path, extra)
@@ -196,7 +197,7 @@ def _as_string(path: Path, name: str, array: pa.Array) -> pa.Array:
     try:
         return array.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(
+        raise InputDataError(
             f"{path}: column {name!r} of type {array.type} cannot be read as strings"
         ) from exc
 
@@ -215,7 +216,7 @@ def _iter_events_csv(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
         header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
         _missing_columns(path, header)
         if len(set(header)) != len(header):
-            raise ValueError(f"{path}:1: duplicate column names in {header}")
+            raise InputDataError(f"{path}:1: duplicate column names in {header}")
         index = [header.index(name) for name in RAW_EVENTS_SCHEMA.names]
         rows: list[list[str | None]] = [[] for _ in index]
 
@@ -231,7 +232,7 @@ def _iter_events_csv(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
             if not record:
                 continue
             if len(record) != len(header):
-                raise ValueError(
+                raise InputDataError(
                     f"{path}:{reader.line_num}: expected {len(header)} fields, got {len(record)}"
                 )
             for col, i in zip(rows, index, strict=True):
@@ -251,12 +252,12 @@ def iter_events_file(
     """
     path = Path(path)
     if chunk_rows <= 0:
-        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+        raise UsageError(f"chunk_rows must be positive, got {chunk_rows}")
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return _iter_events_parquet(path, chunk_rows)
     if path.suffix.lower() == ".csv":
         return _iter_events_csv(path, chunk_rows)
-    raise ValueError(f"{path}: unknown events file type {path.suffix!r} (use .csv or .parquet)")
+    raise InputDataError(f"{path}: unknown events file type {path.suffix!r} (use .csv or .parquet)")
 
 
 def load_events_file(path: Path | str) -> pa.Table:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jobs.datasets.errors import DatasetError
+from conf.errors import DatasetError, InputDataError, UsageError
 from jobs.datasets.fixed_split import fixed_split_to_events, read_fixed_split
 from jobs.datasets.formats import (
     ITEMS_SCHEMA,
@@ -117,7 +117,7 @@ def synthetic_epochs(users: np.ndarray, end_date: date, days: int) -> np.ndarray
             in it (the message names the user; use more days).
     """
     if days < 1:
-        raise ValueError(f"days must be >= 1, got {days}")
+        raise UsageError(f"days must be >= 1, got {days}")
     users = np.asarray(users, dtype=np.int64)
     rank, size = _rank_within(users)
     day = (2 * rank + 1) * days // (2 * size)
@@ -128,7 +128,7 @@ def synthetic_epochs(users: np.ndarray, end_date: date, days: int) -> np.ndarray
     spacing = np.minimum(SPACING_S, (86_400 - start) // np.maximum(per_day, 1))
     if users.shape[0] and spacing.min() < 1:
         bad = int(users[np.argmin(spacing)])
-        raise ValueError(f"user {bad} has {int(per_day.max())} interactions on one synthetic "
+        raise InputDataError(f"user {bad} has {int(per_day.max())} interactions on one synthetic "
                          f"day, more than the day's seconds; use more days (got {days})")
     first = datetime.combine(end_date - timedelta(days=days - 1), datetime.min.time(), UTC)
     return int(first.timestamp()) + day * 86_400 + start + slot * spacing

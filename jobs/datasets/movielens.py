@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.datasets.errors import DatasetError
+from conf.errors import DatasetError, InputDataError
 from jobs.datasets.formats import (
     ITEMS_SCHEMA,
     RAW_EVENTS_SCHEMA,
@@ -130,7 +130,7 @@ def read_atomic(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]
                     continue
                 fields = line.split("\t")
                 if len(fields) != len(names):
-                    raise ValueError(
+                    raise InputDataError(
                         f"{path}:{lineno}: expected {len(names)} fields {names}, "
                         f"got {len(fields)}"
                     )
@@ -143,7 +143,7 @@ def _columns(path: Path, required: list[str]) -> tuple[list[str], list[list[str]
     names, rows = read_atomic(path)
     missing = [r for r in required if r not in names]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing} (found {names})")
+        raise InputDataError(f"{path}: missing columns {missing} (found {names})")
     return names, [fields for _, fields in rows]
 
 
@@ -157,14 +157,15 @@ def ratings_to_events(inter_path: Path, prefix: str = "ml100k") -> pa.Table:
     col = {name: names.index(name) for name in ("user_id", "item_id", "rating", "timestamp")
            if name in names}
     if len(col) != 4:
-        raise ValueError(f"{inter_path}: needs user_id, item_id, rating, timestamp; has {names}")
+        raise InputDataError(
+            f"{inter_path}: needs user_id, item_id, rating, timestamp; has {names}")
     users, items, ratings, epochs = [], [], [], []
     for lineno, fields in rows:
         try:
             rating = float(fields[col["rating"]])
             epoch = int(float(fields[col["timestamp"]]))
         except ValueError as exc:
-            raise ValueError(f"{inter_path}:{lineno}: {exc}") from exc
+            raise InputDataError(f"{inter_path}:{lineno}: {exc}") from exc
         users.append(fields[col["user_id"]])
         items.append(fields[col["item_id"]])
         ratings.append(rating)

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conf.errors import UsageError
 from jobs.datasets.formats import (
     EVENT_TYPES,
     ITEMS_SCHEMA,
@@ -95,19 +96,19 @@ class SynthSpec:
     def __post_init__(self) -> None:
         for name in ("users", "items", "days", "tastes", "chunk_rows"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("events", "seed"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("taste_affinity", "session_focus", "inactive_user_fraction",
                      "cold_item_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise UsageError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("zipf_exponent", "mean_gap_s"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.mean_session_events < 1:
-            raise ValueError(f"mean_session_events must be >= 1, got {self.mean_session_events}")
+            raise UsageError(f"mean_session_events must be >= 1, got {self.mean_session_events}")
 
     @property
     def window_end_s(self) -> int:

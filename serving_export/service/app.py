@@ -28,14 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from conf.errors import SpoolError, StoreUnavailable
 from conf.serving import ServingSettings
-from serving_export.realtime import (
-    NEGATIVE_EVENTS,
-    Interaction,
-    RealtimeStore,
-    Recent,
-    StoreUnavailable,
-)
+from serving_export.realtime import NEGATIVE_EVENTS, Interaction, RealtimeStore, Recent
 from serving_export.release_reader import Release
 from serving_export.service import answers
 from serving_export.service.metrics import Metrics, endpoint_of
@@ -57,7 +52,7 @@ from serving_export.service.models import (
 )
 from serving_export.service.recommend import recommend_user, rerank, similar_items
 from serving_export.service.state import ServiceState
-from serving_export.spool import EventSpool, SpoolError
+from serving_export.spool import EventSpool
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import logging
 import time
 from pathlib import Path
 
+from conf.errors import ReleaseError
 from conf.serving import ServingSettings
 from serving_export.publish import current_release
 from serving_export.realtime import RealtimeStore, make_store
-from serving_export.release_errors import ReleaseError
 from serving_export.release_reader import Release
 from serving_export.service.metrics import Metrics
 from serving_export.service.recommend import Blend

@@ -9,8 +9,9 @@ import subprocess
 import pytest
 
 from conf import load_settings
-from jobs.embeddings import ITEM_EMBEDDINGS, USER_EMBEDDINGS, model_version, resolve_seed
+from jobs.embeddings import model_version, resolve_seed
 from jobs.lake import Lake
+from jobs.tables import ITEM_EMBEDDINGS, USER_EMBEDDINGS
 from recpipe.stages import NIGHTLY
 
 from .conftest import BIN, DS, REPO, pipeline_env, run_checked

@@ -19,8 +19,9 @@ import json
 import pytest
 
 from conf import load_settings
+from conf.errors import NoCandidate
 from conf.gate import GateSettings
-from evaluation.gate import Check, NoCandidate, decide
+from evaluation.gate import Check, decide
 from jobs.lake import Lake
 
 from .test_offline import DS, GOOD_ITEMS, IDCG2, SWAPPED_ITEMS, dcg, sections, write_day

@@ -31,7 +31,6 @@ from deltalake import write_deltalake
 from conf.gate import EvalSections, GateSettings, MlflowSettings, OfflineEvalSettings
 from evaluation.holdout import ItemIndex, build_holdout, padded_lists, positive_events
 from evaluation.offline import (
-    EVALUATION,
     candidate_lists,
     model_lists,
     popularity_lists,
@@ -42,6 +41,7 @@ from evaluation.offline import (
 )
 from jobs.embeddings import embedding_table
 from jobs.lake import Lake
+from jobs.tables import EVALUATION
 
 DS = "2024-01-03"
 ITEMS = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4"]
@@ -325,8 +325,8 @@ def test_run_writes_rows_logs_the_run_and_registers_the_model(lake, settings, tm
 
 
 def test_run_without_holdout_events_is_empty_input(settings, tmp_path):
+    from conf.errors import EmptyInput
     from evaluation import offline
-    from jobs.errors import EmptyInput
 
     lake = Lake(settings)
     write_day(lake, DS, GOOD_ITEMS, "als-good")

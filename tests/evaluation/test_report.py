@@ -10,6 +10,7 @@ from evaluation.gate import Check, Verdict, gate_rows
 from evaluation.holdout import SLICES
 from evaluation.offline import evaluation_table, write_rows
 from jobs.lake import Lake
+from tests.conftest import recpipe
 
 from .test_offline import sections
 
@@ -76,11 +77,11 @@ def test_report_without_verdict_and_main(lake, settings, tmp_path, monkeypatch, 
     page = report.write_report(lake, D1, tmp_path / "r1", sections(tmp_path))
     assert "not judged" in page.read_text() and not (tmp_path / "r1" / "gate.png").exists()
     monkeypatch.setattr(report, "eval_sections", lambda _: sections(tmp_path))
-    code = report.main(["--ds", D2, "--out", str(tmp_path / "r2"),
+    code = recpipe(["report", "--ds", D2, "--out", str(tmp_path / "r2"),
                         "--lake-root", settings.lake_root])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["report"].endswith("index.html")
-    assert report.main(["--ds", "2024-01-01", "--out", str(tmp_path / "r3"),
+    assert recpipe(["report", "--ds", "2024-01-01", "--out", str(tmp_path / "r3"),
                         "--lake-root", settings.lake_root]) == 2
     assert "no rows for ds=2024-01-01" in capsys.readouterr().err
 

@@ -4,7 +4,7 @@ from deltalake import write_deltalake
 
 from jobs.asof import latest_partition_at_or_before
 from jobs.lake import Lake
-from jobs.schemas import SILVER_USERS
+from jobs.tables import SILVER_USERS
 
 
 def _users(ds):

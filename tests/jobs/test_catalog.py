@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conf.errors import SourceError
 from jobs import catalog
-from jobs.errors import SourceError
 from jobs.lake import Lake
-from jobs.schemas import QUARANTINE_CATALOG, SILVER_ITEMS, SILVER_USERS
+from jobs.tables import QUARANTINE_CATALOG, SILVER_ITEMS, SILVER_USERS
 
 DS = "2024-03-01"
 

@@ -6,10 +6,9 @@ import pytest
 import scipy.sparse as sp
 from deltalake import write_deltalake
 
+from conf.errors import EmptyInput
 from conf.retrieval import ContentSettings
 from jobs.content import (
-    ITEM_CONTENT,
-    ITEM_EMBEDDINGS,
     fit_ridge,
     holdout_cosine,
     numeric_block,
@@ -18,9 +17,9 @@ from jobs.content import (
     token_block,
     transform,
 )
-from jobs.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.schemas import SILVER_ITEMS
+from jobs.tables import ITEM_CONTENT, ITEM_EMBEDDINGS, SILVER_ITEMS
+from tests.conftest import recpipe
 
 ATTR = SILVER_ITEMS.schema.field("attributes").type
 
@@ -175,7 +174,7 @@ def test_run_reads_as_of_ds_and_a_rerun_gives_the_same_rows(settings):
     with pytest.raises(EmptyInput, match="item_embeddings"):
         run(settings, "2024-01-10")
     emb = _embeddings()
-    write_deltalake(lake.path(ITEM_EMBEDDINGS),
+    write_deltalake(lake.path(ITEM_EMBEDDINGS.name),
                     emb.append_column("ds", pa.array(["2024-01-09"] * emb.num_rows)),
                     partition_by=["ds"])
     report = run(settings, "2024-01-10")
@@ -190,10 +189,9 @@ def test_run_reads_as_of_ds_and_a_rerun_gives_the_same_rows(settings):
 
 
 def test_main_reports_missing_inputs_with_exit_2(tmp_path, capsys):
-    from jobs.content import main
 
-    assert main(["--ds", "2024-01-10", "--lake-root", str(tmp_path / "lake")]) == 2
+    assert recpipe(["content", "--ds", "2024-01-10", "--lake-root", str(tmp_path / "lake")]) == 2
     assert "silver/items has no snapshot" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["--ds", "yesterday"])
+        recpipe(["content", "--ds", "yesterday"])
     assert exc.value.code == 2

@@ -5,15 +5,10 @@ import pyarrow as pa
 import pytest
 
 from conf.retrieval import CovisitationSettings
-from jobs.covisitation import (
-    COVISITATION,
-    run,
-    session_items,
-    sessionize,
-    transform,
-)
+from jobs.covisitation import run, session_items, sessionize, transform
 from jobs.lake import Lake
-from jobs.schemas import SILVER_INTERACTIONS
+from jobs.tables import COVISITATION, SILVER_INTERACTIONS
+from tests.conftest import recpipe
 
 pytestmark = pytest.mark.spark
 
@@ -132,7 +127,6 @@ def test_run_counts_events_up_to_the_training_cutoff_and_a_rerun_is_identical(sp
 
 
 def test_main_reports_an_empty_window_on_stderr_with_exit_2(spark, tmp_path, capsys):
-    from jobs.covisitation import main
 
-    assert main(["--ds", DS, "--lake-root", str(tmp_path / "lake")]) == 2
+    assert recpipe(["covisitation", "--ds", DS, "--lake-root", str(tmp_path / "lake")]) == 2
     assert "no event_date partition" in capsys.readouterr().err

@@ -11,22 +11,19 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
+from conf.errors import EmptyInput, FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.cf.errors import FactorizationError
 from jobs.embeddings import (
-    ITEM_EMBEDDINGS,
-    USER_EMBEDDINGS,
     build_matrix,
     embedding_table,
     fit_implicit,
     fold_in_users,
-    main,
     model_version,
     run,
 )
-from jobs.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.schemas import TRAINING_MATRIX
+from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
+from tests.conftest import recpipe
 
 DS = "2024-03-05"
 SMALL = {"factors": 2, "iterations": 30, "regularization": 0.1, "alpha": 5.0, "num_threads": 1}
@@ -226,15 +223,16 @@ def test_main_end_to_end_and_bad_input(settings, tmp_path, capsys):
     Lake(settings).overwrite_partitions(TRAINING_MATRIX.name,
                                         matrix_table(checkerboard_triples(6)), [DS])
     root = settings.lake_root
-    assert main(["--ds", DS, "--lake-root", root, "--factors", "3", "--iterations", "2"]) == 0
+    assert recpipe(["embeddings", "--ds", DS, "--lake-root", root, "--factors", "3",
+                    "--iterations", "2"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (out["users"], out["factors"]) == (6, 3)
-    assert main(["--ds", DS, "--lake-root", root, "--factors", "0"]) == 2
+    assert recpipe(["embeddings", "--ds", DS, "--lake-root", root, "--factors", "0"]) == 2
     assert "factors" in capsys.readouterr().err
-    assert main(["--ds", "2024-03-01", "--lake-root", root, "--factors", "3"]) == 2
+    assert recpipe(["embeddings", "--ds", "2024-03-01", "--lake-root", root, "--factors", "3"]) == 2
     assert "no rows" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["--ds", "2024-13-01", "--lake-root", root])
+        recpipe(["embeddings", "--ds", "2024-13-01", "--lake-root", root])
     assert exc.value.code == 2
 
 

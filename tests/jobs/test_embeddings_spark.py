@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conf.errors import FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.cf.errors import FactorizationError
-from jobs.embeddings import ITEM_EMBEDDINGS, USER_EMBEDDINGS, fold_in_users, run
+from jobs.embeddings import fold_in_users, run
 from jobs.embeddings_spark import check_factor_frame, check_input, fit_als, index_ids
 from jobs.lake import Lake
-from jobs.schemas import TRAINING_MATRIX
+from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
 from tests.jobs.test_embeddings import (
     DS,
     SMALL,

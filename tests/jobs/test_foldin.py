@@ -19,7 +19,7 @@ from jobs.foldin import (
     recent_items,
     release_id,
 )
-from jobs.schemas import TS
+from jobs.tables import TS
 
 
 def _t(text):

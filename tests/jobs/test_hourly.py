@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.errors import SourceError
+from conf.errors import SourceError
 from jobs.hourly import claim, ingest_step, release_step, spool_files
 from jobs.lake import Lake
-from jobs.schemas import TS
+from jobs.tables import TS
 
 BASE_DS = "2024-01-01"
 DS, HOUR = "2024-01-02", 11
@@ -273,7 +273,7 @@ def test_release_step_skips_without_new_events_or_published_release(
 
 @pytest.mark.spark
 def test_release_step_needs_the_silver_version_of_the_base(spark, hourly_settings):
-    from jobs.foldin import FoldInError
+    from conf.errors import FoldInError
 
     _base_release(hourly_settings, None)
     with pytest.raises(FoldInError, match="silver/interactions version"):

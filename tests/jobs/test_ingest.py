@@ -6,8 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.ingest import main, run
+from jobs.ingest import run
 from jobs.lake import Lake
+from tests.conftest import recpipe
 
 pytestmark = pytest.mark.spark
 DS = "2024-01-01"
@@ -103,7 +104,7 @@ def test_jsonl_and_parquet_sources(spark, settings, tmp_path):
 
 
 def test_missing_source_is_a_clear_error_and_writes_nothing(settings, tmp_path, capsys):
-    code = main(["--source", str(tmp_path / "nope.csv"), "--ds", DS,
+    code = recpipe(["ingest", "--source", str(tmp_path / "nope.csv"), "--ds", DS,
                  "--lake-root", settings.lake_root])
     assert code == 2
     assert "source not found" in capsys.readouterr().err
@@ -111,7 +112,7 @@ def test_missing_source_is_a_clear_error_and_writes_nothing(settings, tmp_path, 
 
 
 def test_bad_header_is_a_clear_error(spark, settings, tmp_path):
-    from jobs.errors import SourceError
+    from conf.errors import SourceError
 
     (tmp_path / "x.csv").write_text("id,user,item\n1,2,3\n")
     with pytest.raises(SourceError, match="lacks required column"):
@@ -122,7 +123,7 @@ def test_bad_header_is_a_clear_error(spark, settings, tmp_path):
 def test_cli_writes_json_summary(spark, settings, tmp_path):
     src = _write(tmp_path / "events.csv", GOOD)
     out = tmp_path / "summary.json"
-    assert main(["--source", str(src), "--ds", DS, "--json", str(out),
+    assert recpipe(["ingest", "--source", str(src), "--ds", DS, "--json", str(out),
                  "--lake-root", settings.lake_root]) == 0
     data = json.loads(out.read_text())
     assert (data["accepted"], data["quarantined"], data["duplicates"]) == (4, 0, 0)

@@ -1,9 +1,9 @@
 import pyarrow as pa
 import pytest
 
-from jobs.errors import SchemaMismatch
+from conf.errors import SchemaMismatch
 from jobs.lake import Lake, conform, partition_predicate
-from jobs.schemas import TRAINING_MATRIX
+from jobs.tables import TRAINING_MATRIX
 
 pytestmark = pytest.mark.spark
 

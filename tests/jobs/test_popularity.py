@@ -4,11 +4,12 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
+from conf.errors import EmptyInput
 from conf.retrieval import PopularitySettings, SegmentRule
-from jobs.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.popularity import POPULARITY, rank_top_k, run, transform, user_segments
-from jobs.schemas import SILVER_INTERACTIONS, SILVER_USERS
+from jobs.popularity import rank_top_k, run, transform, user_segments
+from jobs.tables import POPULARITY, SILVER_INTERACTIONS, SILVER_USERS
+from tests.conftest import recpipe
 
 pytestmark = pytest.mark.spark
 
@@ -143,12 +144,11 @@ def test_run_counts_events_up_to_the_training_cutoff_and_a_rerun_is_identical(sp
 
 
 def test_main_reports_an_empty_window_on_stderr_with_exit_2(spark, tmp_path, capsys):
-    from jobs.popularity import main
 
-    assert main(["--ds", DS, "--lake-root", str(tmp_path / "lake")]) == 2
+    assert recpipe(["popularity", "--ds", DS, "--lake-root", str(tmp_path / "lake")]) == 2
     assert "no event_date partition" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["--ds", "2024-13-01"])
+        recpipe(["popularity", "--ds", "2024-13-01"])
     assert exc.value.code == 2
 
 

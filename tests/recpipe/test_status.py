@@ -8,8 +8,8 @@ import json
 import pyarrow as pa
 
 from conf import load_settings
-from evaluation.offline import EVALUATION
 from jobs.lake import Lake
+from jobs.tables import EVALUATION
 from recpipe import runlog, status
 from serving_export.publish import RUN_SUMMARY_SUFFIX, list_releases, prune, publish
 from serving_export.release_synth import synthetic_release_data

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving_export.faiss_errors import IndexCorrupt, IndexDirectoryNotEmpty
+from conf.errors import IndexCorrupt, IndexDirectoryNotEmpty
 from serving_export.faiss_index import ShardedIndex, build_sharded_hnsw
 from serving_export.faiss_tuning import ann_recall
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from conf.errors import RecallTargetNotMet
 from conf.index import IndexSettings
-from serving_export.faiss_errors import RecallTargetNotMet
 from serving_export.faiss_index import ShardedIndex, build_index, build_sharded_hnsw
 from serving_export.faiss_tuning import ann_recall, exact_search, tune_ef_search
 from tests.serving_export.test_faiss_index import N_ITEMS, brute_force, make_data

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from serving_export.realtime import InProcessStore, Interaction, RedisStore, StoreUnavailable
+from conf.errors import StoreUnavailable
+from serving_export.realtime import InProcessStore, Interaction, RedisStore
 from serving_export.realtime_server import RedisServer, redis_binary
 
 needs_redis = pytest.mark.skipif(redis_binary() is None,

@@ -8,13 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from conf.errors import ReleaseCorrupt, ReleaseExists, ReleaseIncomplete
 from serving_export.release import (
     Embeddings,
     GateVerdict,
-    ReleaseCorrupt,
     ReleaseData,
-    ReleaseExists,
-    ReleaseIncomplete,
     load_release,
     verify_release,
     write_release,

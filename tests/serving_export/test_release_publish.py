@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from serving_export.release import (
+from conf.errors import (
     PublishError,
     ReleaseCorrupt,
     ReleaseGateFailed,
     ReleaseIncomplete,
     ReleaseNotFound,
+)
+from serving_export.release import (
     current_release,
     list_releases,
     prune,
@@ -27,8 +29,8 @@ from serving_export.release import (
     rollback_target,
     write_release,
 )
-from serving_export.release_cli import main as release_main
 from serving_export.release_synth import tiny_release_data
+from tests.conftest import recpipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,18 +136,18 @@ def test_killed_writer_never_becomes_current(root):
 def test_cli_list_show_publish_rollback_prune(root, capsys):
     _write(root, "r1", "r2")
     args = ["--releases-root", str(root)]
-    assert release_main([*args, "publish", "r1"]) == 0
-    assert release_main([*args, "publish", "r2"]) == 0
+    assert recpipe(["release", *args, "publish", "r1"]) == 0
+    assert recpipe(["release", *args, "publish", "r2"]) == 0
     capsys.readouterr()
-    assert release_main([*args, "list"]) == 0
+    assert recpipe(["release", *args, "list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("  r1") and out[1].startswith("* r2")
-    assert release_main([*args, "show", "r1"]) == 0
+    assert recpipe(["release", *args, "show", "r1"]) == 0
     assert '"release_id": "r1"' in capsys.readouterr().out
-    assert release_main([*args, "rollback"]) == 0
+    assert recpipe(["release", *args, "rollback"]) == 0
     assert current_release(root) == "r1"
-    assert release_main([*args, "prune", "--keep", "1"]) == 0
+    assert recpipe(["release", *args, "prune", "--keep", "1"]) == 0
     assert {p.name for p in root.iterdir() if p.is_dir()} == {"r1", "r2"}  # both protected
-    assert release_main([*args, "publish", "nope"]) == 2
+    assert recpipe(["release", *args, "publish", "nope"]) == 2
     assert "not found" in capsys.readouterr().err
-    assert release_main([*args, "prune", "--keep", "0"]) == 2
+    assert recpipe(["release", *args, "prune", "--keep", "0"]) == 2

@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bench.ranker import ctr_examples, feature_spec, main, random_split
+from bench.ranker import ctr_examples, feature_spec, random_split
+from tests.conftest import recpipe
 
 MAP = pa.map_(pa.string(), pa.string())
 EVENTS = pa.table({
@@ -63,7 +64,7 @@ def test_split_sizes_disjoint_and_seeded():
 
 
 def test_bad_models_argument_exits_2(capsys):
-    assert main(["--models", "wide"]) == 2
+    assert recpipe(["bench", "ranker", "--models", "wide"]) == 2
     assert "--models" in capsys.readouterr().err
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import recpipe
 from tests.training.tables import planted_table, tiny_spec
-from training.cli import main
 
 
 @pytest.fixture
@@ -27,13 +27,14 @@ def files(tmp_path, monkeypatch):
 
 def test_train_then_score(files, capsys):
     out = files / "model"
-    code = main(["train", "--train", str(files / "train"), "--valid", str(files / "valid.parquet"),
+    code = recpipe(["ranker", "train", "--train", str(files / "train"), "--valid",
+                    str(files / "valid.parquet"),
                  "--out", str(out), "--spec", str(files / "spec.json"), "--epochs", "1",
                  "--architecture", "dlrm"])
     assert code == 0, capsys.readouterr().err
     assert (out / "manifest.json").is_file()
     scored = files / "scored.parquet"
-    code = main(["score", "--model", str(out), "--input", str(files / "test.parquet"),
+    code = recpipe(["ranker", "score", "--model", str(out), "--input", str(files / "test.parquet"),
                  "--output", str(scored), "--batch-size", "16"])
     assert code == 0, capsys.readouterr().err
     table = pq.read_table(scored)
@@ -44,14 +45,16 @@ def test_train_then_score(files, capsys):
 
 
 def test_missing_input_exits_2(files, capsys):
-    code = main(["train", "--train", str(files / "nope"), "--valid", str(files / "valid.parquet"),
+    code = recpipe(["ranker", "train", "--train", str(files / "nope"), "--valid",
+                    str(files / "valid.parquet"),
                  "--out", str(files / "m"), "--spec", str(files / "spec.json")])
     assert code == 2
     assert "no such file or folder" in capsys.readouterr().err
 
 
 def test_candidate_spec_on_other_columns_names_the_missing_one(files, capsys):
-    code = main(["train", "--train", str(files / "train"), "--valid", str(files / "valid.parquet"),
+    code = recpipe(["ranker", "train", "--train", str(files / "train"), "--valid",
+                    str(files / "valid.parquet"),
                  "--out", str(files / "m")])
     assert code == 2
     assert "lacks columns" in capsys.readouterr().err
@@ -59,18 +62,20 @@ def test_candidate_spec_on_other_columns_names_the_missing_one(files, capsys):
 
 def test_existing_output_exits_2(files, capsys):
     (files / "m").mkdir()
-    code = main(["train", "--train", str(files / "train"), "--valid", str(files / "valid.parquet"),
+    code = recpipe(["ranker", "train", "--train", str(files / "train"), "--valid",
+                    str(files / "valid.parquet"),
                  "--out", str(files / "m"), "--spec", str(files / "spec.json")])
     assert code == 2
     assert "already exists" in capsys.readouterr().err
 
 
-def test_scoring_a_non_export_exits_2(files, capsys):
-    code = main(["score", "--model", str(files), "--input", str(files / "test.parquet"),
-                 "--output", str(files / "s.parquet")])
-    assert code == 2
+def test_scoring_a_non_export_exits_1(files, capsys):
+    """A folder that is not a ranker export is a model error (ArtifactError), exit 1."""
+    code = recpipe(["ranker", "score", "--model", str(files), "--input",
+                    str(files / "test.parquet"), "--output", str(files / "s.parquet")])
+    assert code == 1
     assert "manifest.json" in capsys.readouterr().err
 
 
 def test_bad_flag_exits_2(capsys):
-    assert main(["train", "--architecture", "wide"]) == 2
+    assert recpipe(["ranker", "train", "--architecture", "wide"]) == 2

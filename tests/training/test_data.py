@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conf.errors import InputDataError, SchemaError
 from training.data import parquet_batches, parquet_files, shuffle_rebatch, table_batches
-from training.errors import SchemaError
 
 
 def ids(tables) -> list[int]:
@@ -57,7 +57,7 @@ def test_parquet_columns_optional_and_missing(tmp_path):
 
 
 def test_missing_paths_raise(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(InputDataError, match="no such file"):
         parquet_files([tmp_path / "nope"])
-    with pytest.raises(FileNotFoundError, match="no Parquet files"):
+    with pytest.raises(InputDataError, match="no Parquet files"):
         parquet_files([tmp_path])

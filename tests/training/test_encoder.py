@@ -7,9 +7,9 @@ import pyarrow as pa
 import pytest
 import torch
 
+from conf.errors import SchemaError
 from tests.training.tables import planted_table, tiny_spec
 from training.encoder import FeatureEncoder
-from training.errors import SchemaError
 from training.features import DenseFeature, FeatureSpec, SparseFeature
 
 SPEC = FeatureSpec(

@@ -14,9 +14,9 @@ import scipy.sparse as sp
 
 from conf import load_settings
 from jobs.lake import Lake
+from jobs.tables import EXAMPLES
 from tests.training.examples_lake import D1, D2, write_events, write_gold
 from training.examples import (
-    EXAMPLES,
     ItemSide,
     draw_negatives,
     label_window,

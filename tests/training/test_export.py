@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from conf.errors import ArtifactError, UsageError
 from tests.training.tables import planted_table, tiny_spec
-from training.errors import ArtifactError
 from training.export import MANIFEST_FILE, WEIGHTS_FILE, load_ranker
 from training.pipeline import FittedRanker, fit_ranker, table_source
 from training.scoring import score
@@ -87,7 +87,7 @@ def test_altered_or_missing_files_are_detected(exported):
 
 
 def test_export_refuses_an_existing_directory(fitted, exported):
-    with pytest.raises(FileExistsError):
+    with pytest.raises(UsageError, match="already exists"):
         fitted.export(exported)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from training.errors import ArtifactError, SchemaError
+from conf.errors import ArtifactError, SchemaError
 from training.id_maps import IdCounter, IdMap
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from conf.gate import MlflowSettings
 from jobs.lake import Lake
+from jobs.tables import EXAMPLES
 from tests.training.examples_lake import D2, ITEMS, write_events, write_gold
 from tests.training.test_examples import make_settings
-from training.examples import EXAMPLES
 from training.features import CANDIDATE_DENSE
 
 pytestmark = pytest.mark.spark
@@ -175,8 +175,8 @@ def test_without_an_export_candidates_are_unchanged(spark, trained):
 def test_the_fusion_weight_is_chosen_on_validation_users(spark, trained, tmp_path):
     """``retrieval_weight: validation``: training tries the grid on its held-out users,
     keeps the best weight (ties: the larger) in the manifest, and the precompute uses it."""
+    from conf.errors import ArtifactError
     from training.cli import run_train_ds
-    from training.errors import ArtifactError
     from training.export import read_manifest
     from training.rank_candidates import export_dir, fusion_weight, ranked_candidates
 

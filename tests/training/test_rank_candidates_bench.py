@@ -7,7 +7,9 @@ import math
 import pyarrow as pa
 import pytest
 
-from bench.ranker import UsageError, main, parse_seeds, stages_up_to, surface_metrics
+from bench.ranker import parse_seeds, stages_up_to, surface_metrics
+from conf.errors import UsageError
+from tests.conftest import recpipe
 
 
 def test_stages_up_to_the_candidates_leave_out_later_stages():
@@ -26,7 +28,7 @@ def test_parse_seeds():
 
 
 def test_bad_seeds_exit_2_before_any_work(capsys):
-    assert main(["--part", "pipeline", "--seeds", "a"]) == 2
+    assert recpipe(["bench", "ranker", "--part", "pipeline", "--seeds", "a"]) == 2
     assert "--seeds" in capsys.readouterr().err
 
 

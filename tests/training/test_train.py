@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from conf.errors import TrainingError
 from tests.training.tables import planted_table, tiny_spec
 from training.encoder import FeatureEncoder
-from training.errors import TrainingError
 from training.model import ModelConfig, build_model
 from training.pipeline import fit_ranker, table_source
 from training.scoring import ctr_metrics, predict

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.quality import REPO_ROOT, main
+from bench.quality import REPO_ROOT
+from tests.conftest import recpipe
 
 KEYS = {"ndcg@10", "recall@10", "recall@20", "ndcg@20", "recall@100", "pop_ndcg@10",
         "pop_recall@100", "protocol", "seconds", "models", "best_model"}
@@ -34,7 +35,8 @@ def _write_split(folder: Path, rng: np.random.Generator) -> list[Path]:
 def test_fixed_split_quick_writes_every_key(tmp_path, capsys):
     train, valid, test = _write_split(tmp_path, np.random.default_rng(0))
     out = tmp_path / "out" / "result.json"
-    code = main(["--protocol", "fixed-split", "--train", str(train), "--valid", str(valid),
+    code = recpipe(["bench", "quality", "--protocol", "fixed-split", "--train", str(train),
+                    "--valid", str(valid),
                  "--test", str(test), "--quick", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
@@ -61,7 +63,8 @@ def test_msr_ml100k_quick_from_a_converted_events_file(tmp_path):
     folder.mkdir()
     pq.write_table(pa.table({"user_id": users, "item_id": items}), folder / "events.parquet")
     out = tmp_path / "msr.json"
-    code = main(["--protocol", "msr-ml100k", "--quick", "--data-dir", str(tmp_path),
+    code = recpipe(["bench", "quality", "--protocol", "msr-ml100k", "--quick", "--data-dir",
+                    str(tmp_path),
                  "--json", str(out), "--models", "ease"])
     assert code == 0
     result = json.loads(out.read_text())
@@ -77,7 +80,8 @@ ML1M = REPO_ROOT / ".." / "shared" / "data" / "ml-1m"
 @pytest.mark.skipif(not (ML1M / "train.txt").is_file(), reason="shared ML-1M files absent")
 def test_recbole_ml1m_quick_on_the_shared_files(tmp_path):
     out = tmp_path / "ml1m.json"
-    assert main(["--protocol", "recbole-ml1m", "--quick", "--json", str(out)]) == 0
+    assert recpipe(["bench", "quality", "--protocol", "recbole-ml1m", "--quick", "--json",
+                    str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result) >= KEYS
     assert result["dataset"]["interactions_raw"] == 836_478
@@ -96,5 +100,5 @@ def test_recbole_ml1m_quick_on_the_shared_files(tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_a_message(argv, message, capsys):
-    assert main(argv) == 2
+    assert recpipe(["bench", "quality", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jobs.cf import (
-    EASE,
-    FactorizationError,
-    ImplicitALS,
-    ItemKNN,
-    NotFittedError,
-    Popularity,
-    build_model,
-)
+from conf.errors import FactorizationError, NotFittedError
+from jobs.cf import EASE, ImplicitALS, ItemKNN, Popularity, build_model
 from jobs.cf.als import check_factors
 
 N = 20  # users and items of the checkerboard

@@ -2,7 +2,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.datasets.errors import SchemaMismatchError
+from conf.errors import SchemaMismatch
 from jobs.datasets.formats import (
     RAW_EVENTS_SCHEMA,
     USERS_SCHEMA,
@@ -28,7 +28,7 @@ def test_events_table_values_in_shortest_form():
 def test_write_rejects_wrong_type_and_writes_nothing(tmp_path):
     bad = pa.table({"user_id": ["u1"], "attributes": pa.array([[("age", "3")]],
                     pa.map_(pa.string(), pa.string())), "created_at": ["2024-01-01"]})
-    with pytest.raises(SchemaMismatchError, match=r"created_at: string \(declared timestamp"):
+    with pytest.raises(SchemaMismatch, match=r"created_at: string \(declared timestamp"):
         write_parquet(bad, tmp_path / "users.parquet", USERS_SCHEMA)
     assert list(tmp_path.iterdir()) == []
 
@@ -37,13 +37,13 @@ def test_write_rejects_null_key(tmp_path):
     bad = pa.table({"user_id": pa.array([None], pa.string()),
                     "attributes": pa.array([[]], pa.map_(pa.string(), pa.string())),
                     "created_at": pa.array([None], pa.timestamp("us", tz="UTC"))})
-    with pytest.raises(SchemaMismatchError, match="user_id: has nulls"):
+    with pytest.raises(SchemaMismatch, match="user_id: has nulls"):
         write_parquet(bad, tmp_path / "users.parquet", USERS_SCHEMA)
 
 
 def test_stream_rejects_wrong_columns_and_leaves_no_file(tmp_path):
     good = events_table(["a"], ["u"], ["i"], "click", np.array([0]))
     bad = good.drop_columns(["surface"])
-    with pytest.raises(SchemaMismatchError, match=r"chunk 1"):
+    with pytest.raises(SchemaMismatch, match=r"chunk 1"):
         write_parquet_stream(iter([good, bad]), tmp_path / "e.parquet", RAW_EVENTS_SCHEMA)
     assert list(tmp_path.iterdir()) == []

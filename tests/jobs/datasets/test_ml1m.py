@@ -5,11 +5,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conf.errors import DatasetError
 from jobs.datasets import ml1m
-from jobs.datasets.cli import main
-from jobs.datasets.errors import DatasetError
 from jobs.datasets.formats import ITEMS_SCHEMA, RAW_EVENTS_SCHEMA, USERS_SCHEMA
 from jobs.datasets.ml1m import convert_ml1m, synthetic_epochs
+from tests.conftest import recpipe
 
 SHARED_ML1M = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "ml-1m"
 TINY = {"train.txt": "0 10 11 12\n1 11\n", "valid.txt": "0 13\n", "test.txt": "0 14\n1 10\n"}
@@ -124,7 +124,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
 def test_cli_fetch_ml1m(tmp_path, monkeypatch, capsys):
     src = write_tiny(tmp_path / "ml-1m")
     monkeypatch.setattr(ml1m, "EXPECTED_COUNTS", TINY_COUNTS)
-    assert main(["fetch", "ml-1m", "--src", str(src), "--out", str(tmp_path / "out"),
+    assert recpipe(["data", "fetch", "ml-1m", "--src", str(src), "--out", str(tmp_path / "out"),
                  "--end-date", "2024-03-10", "--days", "3"]) == 0
     assert "events.parquet: 7 rows" in capsys.readouterr().out
     ts = pq.read_table(tmp_path / "out" / "events.parquet").column("ts").to_pylist()
@@ -140,13 +140,14 @@ def test_cli_fetch_ml1m_failures(tmp_path, capsys, files, code, message):
     src = tmp_path / "ml-1m"
     if files is not None:
         write_tiny(src, files)
-    assert main(["fetch", "ml-1m", "--src", str(src), "--out", str(tmp_path / "out")]) == code
+    assert recpipe(["data", "fetch", "ml-1m", "--src", str(src), "--out",
+                    str(tmp_path / "out")]) == code
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "events.parquet").exists()
 
 
 def test_cli_ml1m_options_refused_for_movielens_100k(tmp_path, capsys):
-    assert main(["fetch", "movielens-100k", "--days", "3", "--out", str(tmp_path)]) == 2
+    assert recpipe(["data", "fetch", "movielens-100k", "--days", "3", "--out", str(tmp_path)]) == 2
     assert "are for ml-1m" in capsys.readouterr().err
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.datasets.errors import DatasetError
+from conf.errors import DatasetError
 from jobs.datasets.formats import ITEMS_SCHEMA, RAW_EVENTS_SCHEMA, USERS_SCHEMA
 from jobs.datasets.movielens import (
     EXPECTED_COUNTS,
