@@ -27,8 +27,9 @@ import numpy as np
 
 from conf.errors import RecallTargetNotMet
 from conf.index import IndexSettings
+from evaluation.metrics import ann_recall
 from serving_export.faiss_index import build_sharded_hnsw, omp_threads
-from serving_export.faiss_tuning import ann_recall, exact_search, tune_ef_search
+from serving_export.faiss_tuning import exact_search, tune_ef_search
 
 logger = logging.getLogger(__name__)
 

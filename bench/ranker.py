@@ -59,8 +59,8 @@ from conf.errors import UsageError
 if TYPE_CHECKING:  # training imports torch: loaded only when a model runs
     from torch import nn
 
-    from training.encoder import FeatureEncoder
-    from training.features import FeatureSpec
+    from algorithms.ranker.encoder import FeatureEncoder
+    from algorithms.ranker.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def random_split(
 
 def feature_spec(bucket_cap: int) -> FeatureSpec:
     """The ML-100K feature spec; every table capped at ``bucket_cap`` rows."""
-    from training.features import DenseFeature, FeatureSpec, SparseFeature
+    from algorithms.ranker.features import DenseFeature, FeatureSpec, SparseFeature
 
     sparse = [SparseFeature(n, bucket_cap) for n in
               ("user_id", "item_id", "user_age", "user_gender", "user_occupation", "item_year")]
@@ -183,7 +183,7 @@ def _inference_rate(
     model: nn.Module, encoder: FeatureEncoder, table: pa.Table, batch_size: int
 ) -> dict[str, float]:
     """Samples/s of encode + forward and of forward alone over ``table``."""
-    from training.scoring import score
+    from algorithms.ranker.scoring import score
 
     batches = [encoder.encode(table.slice(s, batch_size), False)
                for s in range(0, table.num_rows, batch_size)]
@@ -205,8 +205,9 @@ def run_model(
     epochs: int | None,
 ) -> dict[str, Any]:
     """Train one architecture on the splits; return its test figures and speeds."""
+    from algorithms.ranker.scoring import predict
+    from evaluation.metrics import ctr_metrics
     from training.pipeline import fit_ranker, table_source
-    from training.scoring import ctr_metrics, predict
 
     update: dict[str, Any] = {"architecture": architecture}
     if epochs is not None:
@@ -328,7 +329,7 @@ def stages_up_to(target: str) -> list:
 def lake_dates(settings: Settings) -> list[str]:
     """The dates whose candidates the pipeline part needs, oldest first: D2, and the
     candidates' date of each label window the ranker of D2 trains on."""
-    from training.examples import label_window, window_dates
+    from training.labels import label_window, window_dates
 
     d2 = PIPELINE_DATES[1]
     return sorted({d2, *(label_window(settings, e).source_ds
@@ -398,7 +399,7 @@ def topn_table(spark: Any, scored: Any, settings: Settings, ds: str) -> pa.Table
 
 def infer_rate(export: Path, table: pa.Table, batch_size: int) -> float:
     """Samples/s of encode + forward with the exported TorchScript model over ``table``."""
-    from training.export import load_ranker
+    from algorithms.ranker.artifact import load_ranker
 
     ranker = load_ranker(export)
     ranker.score_table(table.slice(0, min(batch_size, table.num_rows)), batch_size)  # warm-up
@@ -411,9 +412,9 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
                mlflow_cfg: Any, examples: pa.Table) -> dict[str, Any]:
     """Train the ranker of D2 with ``settings`` (its seed and model folder), rank the
     featured candidates with it and score both top-N lists' ranked side on the holdout."""
+    from algorithms.ranker.artifact import read_manifest
+    from jobs.rank_candidates import export_dir, fusion_weight, score_featured
     from training.cli import run_train_ds
-    from training.export import read_manifest
-    from training.rank_candidates import export_dir, fusion_weight, score_featured
 
     d2 = PIPELINE_DATES[1]
     started = time.perf_counter()
@@ -469,10 +470,11 @@ def run_pipeline(settings: Settings, lake_dir: Path, seeds: list[int], epochs: i
     from evaluation.holdout import build_holdout
     from evaluation.offline import read_inputs
     from jobs.lake import Lake
+    from jobs.ranker_features import add_features, feature_inputs
     from jobs.spark import get_spark
     from jobs.tables import EXAMPLES
-    from training.examples import add_features, feature_inputs, window_dates
     from training.examples import run as build_examples
+    from training.labels import window_dates
 
     d1, d2 = PIPELINE_DATES
     lake_dir.mkdir(parents=True, exist_ok=True)

@@ -3,12 +3,12 @@
 Shapes: U users, N items, D dimensions, k results per user.
 
 Scoring every user against every item costs ``2 U N D`` FLOPs of matrix product; everything
-else (selection, exclusions) is overhead. This benchmark times :func:`jobs.topk.topk_inner_product`
-on a structured synthetic catalogue and, in the same run and on the same shapes, the raw
-float32 matmul with no selection (numpy with all BLAS threads, numpy with one single-threaded
-BLAS per worker thread, and torch; the fastest is the machine's figure). The baseline printed
-beside it is the plain method (one matmul per block, then ``np.argpartition`` and a sort of
-the k), timed on a sample of users.
+else (selection, exclusions) is overhead. This benchmark times
+:func:`algorithms.topk.topk_inner_product` on a structured synthetic catalogue and, in the
+same run and on the same shapes, the raw float32 matmul with no selection (numpy with all
+BLAS threads, numpy with one single-threaded BLAS per worker thread, and torch; the fastest
+is the machine's figure). The baseline printed beside it is the plain method (one matmul per
+block, then ``np.argpartition`` and a sort of the k), timed on a sample of users.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from algorithms.topk import topk_inner_product
 from bench.ann import structured_vectors, write_json
-from jobs.topk import topk_inner_product
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def main(argv: list[str]) -> int:
     print(
         f"exact top-{args.k}, {args.users} users x {args.items} items x {args.dim} dims, "
         f"{threads} threads (OPENBLAS_CORETYPE={result['openblas_coretype']})\n"
-        f"  jobs.topk:           {result['users_per_s']:>10.0f} users/s  "
+        f"  algorithms.topk:           {result['users_per_s']:>10.0f} users/s  "
         f"{result['useful_gflops']:>7.1f} useful GFLOP/s  "
         f"= {result['fraction_of_matmul']:.2f} of raw matmul\n"
         f"  argpartition (base): {result['baseline_argpartition_users_per_s']:>10.0f} users/s"

@@ -44,7 +44,7 @@ class OfflineEvalSettings(Section):
     """``recpipe evaluate``: the temporal holdout, its truth, cutoffs and slices.
 
     The holdout is the events of the last ``matrix.holdout_days`` days up to ``ds`` (the
-    days the model did not train on, see ``jobs/window.py``).
+    days the model did not train on, see ``algorithms/window.py``).
     """
 
     positive_event_types: list[str] = Field(

@@ -40,7 +40,7 @@ class IndexSettings(Section):
     use_gpu: bool = False
     """Copy shards to the GPU for search when FAISS was built with CUDA (faiss-gpu)."""
     exact_block_rows: PositiveInt = 256
-    """Query rows scored per block by the exact blocked top-k (``jobs.topk``)."""
+    """Query rows scored per block by the exact blocked top-k (``algorithms.topk``)."""
 
     @field_validator("ef_search_candidates")
     @classmethod

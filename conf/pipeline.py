@@ -52,7 +52,7 @@ class MatrixSettings(Section):
     """Only events within this many days before the training cutoff (inclusive) are used."""
     holdout_days: NonNegInt = 1
     """The last N days up to ``ds`` are held out of training and used to evaluate the model
-    (see ``jobs/window.py``); 0 trains on everything and skips offline evaluation."""
+    (see ``algorithms/window.py``); 0 trains on everything and skips offline evaluation."""
     min_confidence: NonNegFloat = 0.0
     """Pairs whose summed confidence is at or below this are left out of the matrix."""
 

@@ -3,7 +3,7 @@
 Shapes: U evaluated users, I items of the index, R rows of a long table, K list length.
 
 The holdout is the ``silver/interactions`` events with ``cutoff < event_date <= ds`` (see
-:func:`jobs.window.holdout_window`); the model of ``ds`` trained on ``gold/training_matrix``
+:func:`algorithms.window.holdout_window`); the model of ``ds`` trained on ``gold/training_matrix``
 rows up to the cutoff. For each user with a positive holdout event:
 
 - truth: the items of their positive holdout events (event types and the minimum rating in

@@ -7,7 +7,10 @@ entries are the relevant items (values are the gains of graded NDCG), or a padde
 
 One kernel, :func:`hit_gains`, finds which recommended items are relevant; every ranking
 metric derives from its (U, k) gain matrix in :func:`ranking_metrics_per_user`. The named
-functions (:func:`ndcg_at_k`, :func:`recall_at_k`, ...) are one-line wrappers.
+functions (:func:`ndcg_at_k`, :func:`recall_at_k`, ...) are one-line wrappers. Beside them:
+the ranker's classification metrics (:func:`auc`, :func:`log_loss`, :func:`ctr_metrics`) and
+the recall of an approximate neighbour search against the exact one (:func:`ann_recall`),
+used by training and by the FAISS index's tuning.
 
 Conventions:
     - NDCG@k: DCG of the list's first k gains over the ideal DCG of the TRUTH's k best gains,
@@ -17,6 +20,11 @@ Conventions:
     - precision@k = hits / k, also when the list holds fewer than k items.
     - MAP@k: sum of precision@j at each hit j <= k, over min(|truth|, k).
     - MRR: 1 / rank of the first hit within k (0 without a hit); hit rate: any hit within k.
+    - AUC: the probability that a random positive scores above a random negative, ties
+      counted half (the area under the ROC curve); NaN when one class is absent.
+    - log loss: mean binary cross-entropy (natural log), probabilities clipped to
+      [1e-7, 1 - 1e-7].
+    - ANN recall: per query, the share of the exact top-k found by the approximate search.
     - A user with an empty truth gets NaN for every metric and is left out of the means, with
       an :class:`~evaluation.metrics_input.EmptyTruthWarning`. An empty (all -1) list scores
       0. A k above K uses the whole list (the missing ranks are misses).
@@ -47,6 +55,10 @@ from evaluation.metrics_input import (
 
 __all__ = [
     "EmptyTruthWarning",
+    "ann_recall",
+    "auc",
+    "ctr_metrics",
+    "log_loss",
     "RANKING_METRICS",
     "catalogue_coverage",
     "hit_gains",
@@ -70,6 +82,7 @@ RANKING_METRICS = ("ndcg", "recall", "recall_capped", "precision", "map", "mrr",
 """Names of the metrics :func:`ranking_metrics` returns, in order."""
 
 Truth = sp.spmatrix | np.ndarray
+_EPS = 1e-7
 
 
 def discounts(n: int) -> np.ndarray:
@@ -211,3 +224,78 @@ def mrr_at_k(recs: np.ndarray, truth: Truth, k: int) -> float:
 def hit_rate_at_k(recs: np.ndarray, truth: Truth, k: int) -> float:
     """Share of users with at least one hit within k."""
     return ranking_metrics(recs, truth, k)["hit_rate"]
+
+
+# -- classification: the ranker's predictions -----------------------------------------------
+def _check_predictions(probs: np.ndarray, labels: np.ndarray) -> None:
+    if probs.shape != labels.shape or probs.ndim != 1:
+        raise ValueError(f"probs {probs.shape} and labels {labels.shape} must be equal (N,)")
+    if len(probs) == 0:
+        raise ValueError("cannot compute metrics of 0 predictions")
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of N scored examples (ties between a positive and a negative
+    count half), from the ranks of the scores (Mann-Whitney U); NaN when one class is absent.
+
+    Raises:
+        ValueError: the arrays differ in shape, are not (N,), or are empty.
+    """
+    _check_predictions(scores, labels)
+    y = labels.astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    ranks = np.empty(len(scores), np.float64)
+    # average rank of each run of equal scores (1-based)
+    starts = np.r_[0, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean binary cross-entropy (natural log) of N probabilities, clipped to
+    [1e-7, 1 - 1e-7]."""
+    _check_predictions(probs, labels)
+    p = np.clip(probs.astype(np.float64), _EPS, 1 - _EPS)
+    y = labels.astype(np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def ctr_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """AUC and log loss of N predicted probabilities against 0/1 labels.
+
+    Returns:
+        ``{"auc", "logloss", "n", "positive_rate"}``; AUC is NaN when one class is absent.
+
+    Raises:
+        ValueError: the arrays differ in length or are empty.
+    """
+    _check_predictions(probs, labels)
+    return {"auc": auc(probs, labels), "logloss": log_loss(probs, labels),
+            "n": float(len(probs)), "positive_rate": float(labels.astype(np.float64).mean())}
+
+
+# -- approximate search -----------------------------------------------------------------------
+def ann_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each row's true neighbours that were found (ANN recall@k).
+
+    Args:
+        found: (Q, k) ids returned by the approximate search (-1 for none).
+        truth: (Q, k) ids of the exact top-k (-1 for none); rows hold no repeated id.
+
+    Returns:
+        The mean over queries of ``|found ∩ truth| / |truth|`` (-1 ignored); NaN if Q is 0.
+    """
+    if found.shape != truth.shape:
+        raise ValueError(f"found {found.shape} and truth {truth.shape} differ in shape")
+    if found.shape[0] == 0:
+        return float("nan")
+    both = np.sort(np.concatenate([found, truth], axis=1), axis=1)
+    hits = np.count_nonzero((both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0), axis=1)
+    size = np.maximum(np.count_nonzero(truth >= 0, axis=1), 1)
+    return float(np.mean(hits / size))

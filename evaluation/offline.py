@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from algorithms.topk import topk_inner_product
+from algorithms.window import dates_between, holdout_window
 from conf import Settings
 from conf.errors import EmptyInput
 from conf.gate import EvalSections, eval_sections, parse_metric
@@ -60,8 +62,6 @@ from jobs.tables import (
     TRAINING_MATRIX,
     USER_EMBEDDINGS,
 )
-from jobs.topk import topk_inner_product
-from jobs.window import dates_between, holdout_window
 
 if TYPE_CHECKING:
     from evaluation.registry import EmbeddingModel

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
-from jobs.topk import topk_inner_product
+from algorithms.topk import topk_inner_product
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

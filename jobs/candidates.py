@@ -19,13 +19,15 @@ import scipy.sparse as sp
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from algorithms.segments import ALL, segment_of
+from algorithms.topk import topk_inner_product
+from algorithms.window import dates_between, training_window
 from conf import Settings
 from conf.recs import CandidateSettings
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.retrieval import RetrievalContext, UserBlock, retrieve
-from jobs.segments import ALL, segment_of
 from jobs.spark_arrow import arrow_schema_to_spark
 from jobs.tables import (
     CANDIDATE_FIELDS,
@@ -39,8 +41,6 @@ from jobs.tables import (
     SILVER_USERS,
     USER_EMBEDDINGS,
 )
-from jobs.topk import topk_inner_product
-from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
 

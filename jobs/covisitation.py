@@ -26,6 +26,7 @@ import json
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from algorithms.window import dates_between
 from conf import Settings
 from conf.errors import EmptyInput
 from conf.retrieval import CovisitationSettings
@@ -33,7 +34,6 @@ from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.popularity import day_bounds, event_window
 from jobs.tables import COVISITATION, SILVER_INTERACTIONS
-from jobs.window import dates_between
 
 
 def sessionize(events: DataFrame, gap_minutes: float) -> DataFrame:

@@ -10,10 +10,10 @@ by implicit-feedback ALS, and both factor matrices are written with one ``model_
   ``model_version``, ``ds``;
 - ``gold/item_embeddings/ds=``: the same for items.
 
-``als.backend`` picks the solver: ``implicit`` (single node; through :mod:`jobs.cf`) or
+``als.backend`` picks the solver: ``implicit`` (single node; through :mod:`algorithms.cf`) or
 ``spark`` (MLlib, :mod:`jobs.embeddings_spark`). Both write the same contract, and neither
 writes anything when a factor matrix holds NaN, infinite or only zero values
-(:class:`~jobs.cf.errors.FactorizationError`). :func:`fold_in_users` recomputes user vectors
+(:class:`~algorithms.cf.errors.FactorizationError`). :func:`fold_in_users` recomputes user vectors
 from new interactions with the item vectors fixed (the hourly job).
 """
 
@@ -32,11 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from algorithms.cf.als import ImplicitALS, check_factors
+from algorithms.cf.base import check_user_items
 from conf import Settings, load_settings
 from conf.errors import EmptyInput, FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.cf.als import ImplicitALS, check_factors
-from jobs.cf.base import check_user_items
 from jobs.cli_common import add_common_args, parse_ds
 from jobs.lake import Lake
 from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
@@ -175,7 +175,7 @@ def cuda_available() -> bool:
 
 
 class GpuImplicitALS(ImplicitALS):
-    """:class:`~jobs.cf.als.ImplicitALS` fitted by ``implicit.gpu.als``, then kept on CPU.
+    """:class:`~algorithms.cf.als.ImplicitALS` fitted by ``implicit.gpu.als``, then kept on CPU.
 
     The fitted factors are copied to a CPU model, so scoring and fold-in are those of the
     parent class.
@@ -202,7 +202,7 @@ class GpuImplicitALS(ImplicitALS):
 
 def fit_implicit(matrix: sp.csr_matrix, als: AlsSettings, seed: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ALS with ``implicit`` (through :class:`~jobs.cf.als.ImplicitALS`).
+    """Fit ALS with ``implicit`` (through :class:`~algorithms.cf.als.ImplicitALS`).
 
     Args:
         matrix: (U, I) non-negative confidences.

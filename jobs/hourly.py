@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from algorithms.window import dates_between
 from conf import Settings
 from conf.errors import FoldInError, SourceError
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
@@ -62,7 +63,6 @@ from jobs.tables import (
     SILVER_USERS,
     spec_for,
 )
-from jobs.window import dates_between
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -283,8 +283,8 @@ def candidate_users(spark: SparkSession, window_events: DataFrame, users: pa.Tab
 def user_segments(lake: Lake, settings: Settings, ds: str, user_ids: list[str]
                   ) -> dict[str, str]:
     """Segment keys of the users known to ``silver/users`` as of ``ds``."""
+    from algorithms.segments import segment_of
     from jobs.asof import latest_partition_at_or_before
-    from jobs.segments import segment_of
 
     snapshot = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
     if snapshot is None:

@@ -1,8 +1,9 @@
 """``recpipe popularity``: ``silver/interactions`` + ``silver/users`` -> ``gold/popularity/ds=``.
 
-Time-decayed popularity, overall (segment ``all``) and per user segment (:mod:`jobs.segments`).
-The events used end with the training cutoff of ``ds`` (``ds - matrix.holdout_days``, see
-:mod:`jobs.window`), so offline evaluation on the held-out days sees no leak; the window is
+Time-decayed popularity, overall (segment ``all``) and per user segment
+(:mod:`algorithms.segments`). The events used end with the training cutoff of ``ds``
+(``ds - matrix.holdout_days``, see :mod:`algorithms.window`), so offline evaluation on the
+held-out days sees no leak; the window is
 the ``window_days`` days up to that cutoff. For each event in it::
 
     w = event_weights[type] * 0.5 ** (age_days / half_life_days)
@@ -26,16 +27,16 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from algorithms.segments import ALL, segment_of
+from algorithms.window import dates_between, training_window
 from conf import Settings
 from conf.errors import EmptyInput
 from conf.retrieval import PopularitySettings, SegmentRule
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.segments import ALL, segment_of
 from jobs.spark import exact_sum
 from jobs.tables import POPULARITY, SILVER_INTERACTIONS, SILVER_USERS
-from jobs.window import dates_between, training_window
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def decayed_user_items(events: DataFrame, cfg: PopularitySettings, last_date: st
 def user_segments(users: DataFrame, rules: list[SegmentRule]) -> DataFrame:
     """``user_id, segment`` for every row of ``users`` (``user_id, attributes`` map).
 
-    The key comes from :func:`jobs.segments.segment_of`, the one definition the service
+    The key comes from :func:`algorithms.segments.segment_of`, the one definition the service
     shares: it is evaluated on the driver once per distinct combination of the rules'
     attribute values (a few hundred at most for sensible rules), then joined back, so no
     Python runs on the executors.

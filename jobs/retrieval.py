@@ -27,9 +27,9 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from algorithms.topk import topk_inner_product
 from conf.recs import STRATEGIES, CandidateSettings
 from jobs.tables import CANDIDATE_FIELDS
-from jobs.topk import topk_inner_product
 
 BITS = {name: 1 << i for i, name in enumerate(STRATEGIES)}
 

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from algorithms.ranker.features import (
+    EXAMPLE_DENSE_COLUMNS,
+    LABEL_COLUMN,
+    WEIGHT_COLUMN,
+)
 from conf.recs import STRATEGIES
 
 TS = pa.timestamp("us", tz="UTC")
@@ -71,24 +76,6 @@ TOPN_FIELDS = [
 ]
 """A precomputed list row of one surface."""
 
-EXAMPLE_SPARSE_COLUMNS = ("user_id", "item_id", "item_categories", "user_age_bucket",
-                          "user_gender", "user_occupation", "retrieval_strategies")
-"""The ranker's categorical inputs, as columns of its examples and of scored candidates."""
-EXAMPLE_DENSE_COLUMNS = (
-    "retrieval_score",    # merged candidate score
-    "als_dot",            # user . item ALS embeddings
-    "content_sim",        # user profile . item content vector
-    "covis_score",        # co-visitation with the user's recent items
-    "popularity",         # time-decayed item popularity
-    "n_strategies",       # how many retrieval strategies found the item
-    "item_age_days",      # ds - item created_at
-    "user_event_count",   # user's events in the lookback window
-    "item_event_count",   # item's events in the lookback window
-    "user_recency_days",  # days since the user's last event
-)
-"""The ranker's numeric inputs (float64 columns)."""
-LABEL_COLUMN = "label"
-WEIGHT_COLUMN = "weight"
 
 # -- bronze, silver, quarantine -------------------------------------------------------------
 BRONZE_EVENTS = TableSpec(

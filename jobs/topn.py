@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from algorithms.topk import topk_inner_product
 from conf import Settings
 from conf.recs import SurfaceSettings
 from jobs.asof import latest_partition_at_or_before
@@ -30,7 +31,6 @@ from jobs.retrieval import RetrievalContext
 from jobs.rules import ItemMeta, apply_surface, user_rng
 from jobs.spark_arrow import arrow_schema_to_spark
 from jobs.tables import CANDIDATES, SILVER_ITEMS, SIMILAR_ITEMS, TOPN, TOPN_FIELDS
-from jobs.topk import topk_inner_product
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def score_candidates(spark: SparkSession, candidates: DataFrame, settings: Setti
                      ds: str) -> DataFrame:
     """Candidates with the score that orders them: the ranker's probability when a ranker
     was trained for ``ds`` (``recpipe ranker train``), else the retrieval blend."""
-    from training.rank_candidates import ranked_candidates
+    from jobs.rank_candidates import ranked_candidates
 
     return ranked_candidates(spark, candidates, settings, ds)
 

@@ -21,13 +21,13 @@ from datetime import date, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from algorithms.window import dates_between, training_window
 from conf import Settings
 from conf.pipeline import MatrixSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.spark import exact_sum
 from jobs.tables import SILVER_INTERACTIONS, TRAINING_MATRIX
-from jobs.window import dates_between, training_window
 
 
 def event_weight(cfg: MatrixSettings) -> F.Column:
@@ -52,7 +52,7 @@ def transform(interactions: DataFrame, cfg: MatrixSettings, ds: str) -> DataFram
             limited to the look-back window.
         cfg: weights, dwell and decay settings.
         ds: logical date of the model; recency is measured from the end of ``ds`` (events
-            of the holdout days are not passed in, see ``jobs/window.py``).
+            of the holdout days are not passed in, see ``algorithms/window.py``).
 
     Returns:
         ``user_id, item_id, confidence, n_events, last_ts, ds``.

@@ -22,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from algorithms.segments import ALL, segment_of
 from conf import Settings
 from conf.errors import EmptyInput
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.segments import ALL, segment_of
 from jobs.tables import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
 from serving_export.release import (
     OVERALL,

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from conf.errors import RecallTargetNotMet
+from evaluation.metrics import ann_recall
 from serving_export.faiss_index import ShardedIndex, Tuning, as_vectors, to_gpu
 
 logger = logging.getLogger(__name__)
@@ -38,26 +39,6 @@ def exact_search(
     flat.add(x)
     scores, rows = flat.search(as_vectors(queries, "queries"), k)
     return rows.astype(np.int64), scores
-
-
-def ann_recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each row's true neighbours that were found (ANN recall@k).
-
-    Args:
-        found: (Q, k) ids returned by the approximate search (-1 for none).
-        truth: (Q, k) ids of the exact top-k (-1 for none); rows hold no repeated id.
-
-    Returns:
-        The mean over queries of ``|found ∩ truth| / |truth|`` (-1 ignored); NaN if Q is 0.
-    """
-    if found.shape != truth.shape:
-        raise ValueError(f"found {found.shape} and truth {truth.shape} differ in shape")
-    if found.shape[0] == 0:
-        return float("nan")
-    both = np.sort(np.concatenate([found, truth], axis=1), axis=1)
-    hits = np.count_nonzero((both[:, 1:] == both[:, :-1]) & (both[:, 1:] >= 0), axis=1)
-    size = np.maximum(np.count_nonzero(truth >= 0, axis=1), 1)
-    return float(np.mean(hits / size))
 
 
 def tune_ef_search(

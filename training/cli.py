@@ -16,7 +16,7 @@ With ``--ds`` both nightly steps exit 0 without doing anything when there is not
 learn from yet (no candidates of ``D - ranker.label_days``: the first nights).
 
 ``P`` is a Parquet file or a folder of them. Training examples hold the feature columns of
-the spec (default: :func:`training.features.candidate_feature_spec`), ``label`` and
+the spec (default: :func:`algorithms.ranker.features.candidate_feature_spec`), ``label`` and
 optionally ``weight``. Other settings come from ``conf/`` (section ``ranker``) and
 ``RECPIPE_RANKER__*`` variables.
 """
@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from algorithms.ranker.features import FeatureSpec, candidate_feature_spec
 from conf import Settings, load_settings
 from conf.errors import InputDataError, RecpipeError, UsageError
 from jobs.cli_common import parse_ds
-from training.features import FeatureSpec, candidate_feature_spec
 
 if TYPE_CHECKING:
     from conf.gate import MlflowSettings
@@ -107,8 +107,8 @@ def run_score(
     model_dir: Path, inputs: Sequence[Path], output: Path, keep: Sequence[str], batch_size: int
 ) -> int:
     """Score every row of ``inputs`` into ``output`` (``keep`` columns + ``score``); rows."""
+    from algorithms.ranker.artifact import load_ranker
     from training.data import parquet_batches, parquet_files
-    from training.export import load_ranker
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
@@ -171,7 +171,7 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
                     weight_grid: Sequence[float] = (0.5,)) -> dict[str, float]:
     """AUC and log loss of the held-out examples, and NDCG@k of their candidates ordered by
     the model, by the retrieval blend and by their fusion (see
-    :func:`training.rank_candidates.fuse`); users with a positive candidate; metrics from
+    :func:`jobs.rank_candidates.fuse`); users with a positive candidate; metrics from
     :mod:`evaluation.metrics`.
 
     ``retrieval_weight`` ``validation`` picks the fusion weight: the weight of
@@ -182,11 +182,12 @@ def holdout_metrics(fitted: FittedRanker, valid: pa.Table, batch_size: int, k: i
     import numpy as np
     import pyarrow.compute as pc
 
-    from evaluation.metrics import ndcg_at_k
-    from training.examples import ORIGIN_CANDIDATE, candidate_lists
+    from algorithms.ranker.scoring import predict
+    from evaluation.metrics import ctr_metrics, ndcg_at_k
+    from jobs.rank_candidates import fuse
+    from training.labels import ORIGIN_CANDIDATE
     from training.pipeline import encoded_batches, table_source
-    from training.rank_candidates import fuse
-    from training.scoring import ctr_metrics, predict
+    from training.splits import candidate_lists
 
     batches = encoded_batches(fitted.encoder, table_source(valid), batch_size, batch_size, None)
     probs, labels, _ = predict(fitted.model, batches)
@@ -238,8 +239,8 @@ def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping
     """
     from mlflow.exceptions import MlflowException
 
+    from algorithms.ranker.artifact import WEIGHTS_FILE, read_manifest
     from evaluation import registry
-    from training.export import WEIGHTS_FILE, read_manifest
 
     manifest = read_manifest(export, verify=False)
     sha = next(f["sha256"] for f in manifest["files"] if f["path"] == WEIGHTS_FILE)
@@ -273,8 +274,8 @@ def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping
 
 def example_dates(settings: Settings, ds: str, available: Sequence[str]) -> list[str]:
     """The example partitions the ranker of ``ds`` trains on: those of
-    :func:`training.examples.window_dates` in ``available`` (a missing one is logged)."""
-    from training.examples import window_dates
+    :func:`training.labels.window_dates` in ``available`` (a missing one is logged)."""
+    from training.labels import window_dates
 
     wanted = window_dates(settings, ds)
     missing = [d for d in wanted if d not in set(available)]
@@ -303,10 +304,11 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
     """
     from conf.gate import eval_sections
     from jobs.lake import Lake
+    from jobs.rank_candidates import export_dir
     from jobs.tables import CANDIDATES, EXAMPLES, SILVER_INTERACTIONS
-    from training.examples import label_window, split_by_user
+    from training.labels import label_window
     from training.pipeline import fit_ranker, table_source
-    from training.rank_candidates import export_dir
+    from training.splits import split_by_user
 
     lake = Lake(settings)
     if ds not in lake.partitions(EXAMPLES.name):

@@ -17,13 +17,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from algorithms.ranker.batch import RankerBatch
+from algorithms.ranker.encoder import FeatureEncoder
+from algorithms.ranker.features import FeatureSpec
+from algorithms.ranker.model import ModelConfig, RankerModel, build_model
 from conf.ranker import RankerSettings
-from training.batch import RankerBatch
 from training.data import parquet_batches, parquet_files, shuffle_rebatch, table_batches
-from training.encoder import FeatureEncoder
 from training.export import export_ranker
-from training.features import FeatureSpec
-from training.model import ModelConfig, RankerModel, build_model
 from training.train import TrainConfig, TrainResult, train
 
 log = logging.getLogger(__name__)

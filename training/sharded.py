@@ -37,7 +37,7 @@ def shard(model: nn.Module, device: torch.device | None = None) -> nn.Module:
     """Wrap ``model`` in ``DistributedModelParallel``, joining the process group if needed.
 
     Args:
-        model: a :class:`~training.model.RankerModel`, tables ideally on ``meta``.
+        model: a :class:`~algorithms.ranker.model.RankerModel`, tables ideally on ``meta``.
         device: the rank's device; default its CUDA device, else CPU.
 
     Returns:

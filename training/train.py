@@ -23,11 +23,12 @@ from torch.distributed.optim import _apply_optimizer_in_backward
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
+from algorithms.ranker.batch import RankerBatch
+from algorithms.ranker.model import RankerModel
+from algorithms.ranker.scoring import predict
 from conf.errors import TrainingError
 from conf.ranker import RankerSettings
-from training.batch import RankerBatch
-from training.model import RankerModel
-from training.scoring import ctr_metrics, predict
+from evaluation.metrics import ctr_metrics
 
 log = logging.getLogger(__name__)
 

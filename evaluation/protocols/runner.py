@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from algorithms.cf import build_model
 from conf.evaluation import ModelGrids, QualityBenchSettings
 from evaluation.metrics import item_counts
 from evaluation.protocols.scoring import evaluate
 from evaluation.protocols.tuning import tune
-from jobs.cf import build_model
 
 logger = logging.getLogger(__name__)
 

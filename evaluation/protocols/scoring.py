@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from algorithms.cf import Recommender
 from evaluation.metrics import (
     RANKING_METRICS,
     catalogue_coverage,
@@ -16,7 +17,6 @@ from evaluation.metrics import (
     popularity_bias,
     ranking_metrics,
 )
-from jobs.cf import Recommender
 
 
 def metric_key(name: str, k: int) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 import scipy.sparse as sp
 from pydantic import BaseModel
 
+from algorithms.cf import build_model
 from evaluation.protocols.scoring import evaluate
-from jobs.cf import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def tune(
     """Fit ``name`` on ``train`` at grid points, score ``valid``; keep the best.
 
     Args:
-        name: model name (see :data:`jobs.cf.MODELS`).
+        name: model name (see :data:`algorithms.cf.MODELS`).
         grid: the hyper-parameter grid (lists vary).
         train: fitting matrix (U, I).
         valid: validation truth (U, I).

@@ -149,3 +149,49 @@ def test_malformed_inputs_are_refused(recs, error):
 def test_k_must_be_positive():
     with pytest.raises(ValueError, match="k must be a positive integer"):
         m.ndcg_at_k(np.array([[1]]), truth_csr([{1: 1}]), 0)
+
+
+# -- classification and approximate search ---------------------------------------------------
+def test_auc_and_log_loss_against_hand_values():
+    probs = np.array([0.9, 0.4, 0.6, 0.1])
+    labels = np.array([1, 1, 0, 0])
+    got = m.ctr_metrics(probs, labels)
+    assert got["auc"] == pytest.approx(0.75)  # 3 of the 4 (pos, neg) pairs ordered right
+    expected = -(math.log(0.9) + math.log(0.4) + math.log(0.4) + math.log(0.9)) / 4
+    assert got["logloss"] == pytest.approx(expected)
+    assert got["positive_rate"] == 0.5 and got["n"] == 4
+    assert math.isnan(m.ctr_metrics(probs, np.ones(4))["auc"])
+
+
+def test_auc_counts_a_tie_between_a_positive_and_a_negative_half():
+    # pairs (pos, neg): (0.5, 0.5) tie -> 1/2, (0.5, 0.2) -> 1, (0.9, 0.5) -> 1, (0.9, 0.2) -> 1
+    assert m.auc(np.array([0.5, 0.9, 0.5, 0.2]), np.array([1, 1, 0, 0])) == pytest.approx(3.5 / 4)
+    # every score equal: no information
+    assert m.auc(np.full(6, 0.3), np.array([1, 0, 1, 0, 0, 1])) == pytest.approx(0.5)
+
+
+def test_auc_matches_torchmetrics_roc_auc_with_many_ties():
+    from torch import from_numpy
+    from torchmetrics.functional.classification import binary_auroc
+
+    rng = np.random.default_rng(5)
+    probs = rng.integers(0, 20, 2000).astype(np.float32) / 20  # 20 distinct values: many ties
+    labels = (rng.random(2000) < probs).astype(np.int64)
+    reference = float(binary_auroc(from_numpy(probs), from_numpy(labels)))
+    assert m.auc(probs, labels) == pytest.approx(reference, abs=1e-6)
+
+
+def test_classification_metrics_refuse_mismatched_or_empty_input():
+    with pytest.raises(ValueError, match="must be equal"):
+        m.auc(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="0 predictions"):
+        m.log_loss(np.zeros(0), np.zeros(0))
+
+
+def test_ann_recall_by_hand():
+    found = np.array([[1, 2, 3], [4, 5, -1]])
+    truth = np.array([[3, 2, 9], [4, 6, 7]])
+    assert m.ann_recall(found, truth) == pytest.approx((2 / 3 + 1 / 3) / 2)
+    with pytest.raises(ValueError, match="differ in shape"):
+        m.ann_recall(found, truth[:, :2])
+

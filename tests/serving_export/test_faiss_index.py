@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conf.errors import IndexCorrupt, IndexDirectoryNotEmpty
+from evaluation.metrics import ann_recall
 from serving_export.faiss_index import ShardedIndex, build_sharded_hnsw
-from serving_export.faiss_tuning import ann_recall
 
 N_ITEMS, DIM = 1500, 16
 

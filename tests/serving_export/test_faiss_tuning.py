@@ -10,20 +10,15 @@ import pytest
 
 from conf.errors import RecallTargetNotMet
 from conf.index import IndexSettings
+from evaluation.metrics import ann_recall
 from serving_export.faiss_index import ShardedIndex, build_index, build_sharded_hnsw
-from serving_export.faiss_tuning import ann_recall, exact_search, tune_ef_search
+from serving_export.faiss_tuning import exact_search, tune_ef_search
 from tests.serving_export.test_faiss_index import N_ITEMS, brute_force, make_data
 
 
 @pytest.fixture(scope="module")
 def data():
     return make_data()
-
-
-def test_ann_recall_by_hand():
-    found = np.array([[1, 2, 3], [4, 5, -1]])
-    truth = np.array([[3, 2, 9], [4, 6, 7]])
-    assert ann_recall(found, truth) == pytest.approx((2 / 3 + 1 / 3) / 2)
 
 
 def test_exact_search_agrees_with_brute_force(data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from training.features import DenseFeature, FeatureSpec, SparseFeature
+from algorithms.ranker.features import DenseFeature, FeatureSpec, SparseFeature
 
 
 def planted_table(n: int, seed: int, rule: str = "item") -> pa.Table:

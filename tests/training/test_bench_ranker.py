@@ -71,7 +71,7 @@ def test_bad_models_argument_exits_2(capsys):
 def test_the_pipeline_part_builds_the_candidates_of_every_label_window():
     from bench.ranker import lake_dates
     from conf import load_settings
-    from training.examples import window_dates
+    from training.labels import window_dates
 
     settings = load_settings(overrides={
         "lake_root": "unused", "matrix": {"holdout_days": 14},

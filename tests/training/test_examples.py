@@ -14,17 +14,12 @@ import scipy.sparse as sp
 
 from conf import load_settings
 from jobs.lake import Lake
+from jobs.ranker_features import ItemSide, list_matrix, vector_features
 from jobs.tables import EXAMPLES
 from tests.training.examples_lake import D1, D2, write_events, write_gold
-from training.examples import (
-    ItemSide,
-    draw_negatives,
-    label_window,
-    list_matrix,
-    negative_rng,
-    split_by_user,
-    vector_features,
-)
+from training.labels import label_window
+from training.negatives import draw_negatives, negative_rng
+from training.splits import split_by_user
 
 pytestmark = pytest.mark.spark
 

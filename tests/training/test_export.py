@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 import torch
 
+from algorithms.ranker.artifact import MANIFEST_FILE, WEIGHTS_FILE, load_ranker
+from algorithms.ranker.scoring import score
 from conf.errors import ArtifactError, UsageError
 from tests.training.tables import planted_table, tiny_spec
-from training.export import MANIFEST_FILE, WEIGHTS_FILE, load_ranker
 from training.pipeline import FittedRanker, fit_ranker, table_source
-from training.scoring import score
 
 
 @pytest.fixture(scope="module", params=["dlrm", "dcn"])

@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from algorithms.ranker.encoder import FeatureEncoder
+from algorithms.ranker.model import ModelConfig, build_model
+from algorithms.ranker.scoring import predict
+from evaluation.metrics import ctr_metrics
 from tests.training.tables import planted_table, tiny_spec
-from training.encoder import FeatureEncoder
-from training.model import ModelConfig, build_model
-from training.scoring import ctr_metrics, predict
 from training.sharded import full_state_dict
 from training.train import TrainConfig, train
 

@@ -1,4 +1,5 @@
-"""Inference and CTR metrics: logits and probabilities over batches, AUC and log loss."""
+"""Inference: logits and probabilities of the ranker over batches (the metrics of its
+predictions are in :mod:`evaluation.metrics`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.functional.classification import binary_auroc
 
-from training.batch import RankerBatch
-
-_EPS = 1e-7
+from algorithms.ranker.batch import RankerBatch
 
 
 def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
@@ -27,7 +25,7 @@ def score(
     """Probabilities for one (large) batch.
 
     Args:
-        model: a :class:`~training.model.RankerModel` or its TorchScript export, taking
+        model: a :class:`~algorithms.ranker.model.RankerModel` or its TorchScript export, taking
             ``(dense (B, F_dense), sparse KJT)`` and returning logits (B,).
         batch: the encoded examples (labels and weights are ignored).
         device: where to run.
@@ -68,40 +66,3 @@ def predict(
         empty = np.zeros(0, np.float32)
         return empty, empty, empty
     return np.concatenate(probs), np.concatenate(labels), np.concatenate(weights)
-
-
-def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean binary cross-entropy (natural log), probabilities clipped to [1e-7, 1 - 1e-7]."""
-    p = np.clip(probs.astype(np.float64), _EPS, 1 - _EPS)
-    y = labels.astype(np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
-
-
-def ctr_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """AUC (torchmetrics' ROC AUC, ties counted half) and log loss of N predictions.
-
-    Args:
-        probs: float (N,) predicted probabilities.
-        labels: (N,) 0/1 labels.
-
-    Returns:
-        ``{"auc", "logloss", "n", "positive_rate"}``; AUC is NaN when one class is absent.
-
-    Raises:
-        ValueError: the arrays differ in length or are empty.
-    """
-    if probs.shape != labels.shape or probs.ndim != 1:
-        raise ValueError(f"probs {probs.shape} and labels {labels.shape} must be equal (N,)")
-    if len(probs) == 0:
-        raise ValueError("cannot compute CTR metrics of 0 predictions")
-    y = labels.astype(np.int64)
-    if y.min() == y.max():
-        auc = float("nan")
-    else:
-        auc = float(binary_auroc(torch.from_numpy(probs.astype(np.float32)), torch.from_numpy(y)))
-    return {
-        "auc": auc,
-        "logloss": log_loss(probs, labels),
-        "n": float(len(probs)),
-        "positive_rate": float(y.mean()),
-    }

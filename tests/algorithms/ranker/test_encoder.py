@@ -7,10 +7,10 @@ import pyarrow as pa
 import pytest
 import torch
 
+from algorithms.ranker.encoder import FeatureEncoder
+from algorithms.ranker.features import DenseFeature, FeatureSpec, SparseFeature
 from conf.errors import SchemaError
 from tests.training.tables import planted_table, tiny_spec
-from training.encoder import FeatureEncoder
-from training.features import DenseFeature, FeatureSpec, SparseFeature
 
 SPEC = FeatureSpec(
     sparse=(SparseFeature("u", 100), SparseFeature("tags", 100, multi_hot=True)),

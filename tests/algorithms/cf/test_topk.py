@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jobs.cf.topk import top_k
+from algorithms.cf.topk import top_k
 
 
 def test_best_first_ties_by_id_and_exclusion():

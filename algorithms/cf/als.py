@@ -14,8 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from algorithms.cf.base import Recommender, check_user_items
 from conf.errors import FactorizationError
-from jobs.cf.base import Recommender, check_user_items
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from algorithms.ranker.id_maps import IdCounter, IdMap
 from conf.errors import ArtifactError, SchemaError
-from training.id_maps import IdCounter, IdMap
 
 
 def fitted(values, cap=10, min_count=1, chunks=1) -> IdMap:

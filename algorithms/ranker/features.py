@@ -20,12 +20,26 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 from conf.ranker import RankerSettings
-from jobs.tables import (
-    EXAMPLE_DENSE_COLUMNS,
-    EXAMPLE_SPARSE_COLUMNS,
-    LABEL_COLUMN,
-    WEIGHT_COLUMN,
+
+EXAMPLE_SPARSE_COLUMNS = ("user_id", "item_id", "item_categories", "user_age_bucket",
+                          "user_gender", "user_occupation", "retrieval_strategies")
+"""The ranker's categorical inputs: columns of ``gold/ranker_examples`` and of scored
+candidates."""
+EXAMPLE_DENSE_COLUMNS = (
+    "retrieval_score",    # merged candidate score
+    "als_dot",            # user . item ALS embeddings
+    "content_sim",        # user profile . item content vector
+    "covis_score",        # co-visitation with the user's recent items
+    "popularity",         # time-decayed item popularity
+    "n_strategies",       # how many retrieval strategies found the item
+    "item_age_days",      # ds - item created_at
+    "user_event_count",   # user's events in the lookback window
+    "item_event_count",   # item's events in the lookback window
+    "user_recency_days",  # days since the user's last event
 )
+"""The ranker's numeric inputs (float64 columns)."""
+LABEL_COLUMN = "label"
+WEIGHT_COLUMN = "weight"
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ class FeatureSpec:
 
 
 # Candidate-based training examples (built by the pipeline from gold/candidates).
+
 MULTI_HOT = frozenset({"item_categories", "retrieval_strategies"})
 """Sparse candidate features holding a list of values per row."""
 LOG1P = frozenset({"covis_score", "popularity", "item_age_days", "user_event_count",

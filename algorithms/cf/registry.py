@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.cf.als import ImplicitALS
-from jobs.cf.base import Recommender
-from jobs.cf.ease import EASE
-from jobs.cf.itemknn import ItemKNN
-from jobs.cf.popularity import Popularity
+from algorithms.cf.als import ImplicitALS
+from algorithms.cf.base import Recommender
+from algorithms.cf.ease import EASE
+from algorithms.cf.itemknn import ItemKNN
+from algorithms.cf.popularity import Popularity
 
 MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (ImplicitALS, EASE, ItemKNN, Popularity)

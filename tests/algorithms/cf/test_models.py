@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from algorithms.cf import EASE, ImplicitALS, ItemKNN, Popularity, build_model
+from algorithms.cf.als import check_factors
 from conf.errors import FactorizationError, NotFittedError
-from jobs.cf import EASE, ImplicitALS, ItemKNN, Popularity, build_model
-from jobs.cf.als import check_factors
 
 N = 20  # users and items of the checkerboard
 

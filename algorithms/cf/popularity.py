@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.cf.base import Recommender
+from algorithms.cf.base import Recommender
 
 
 class Popularity(Recommender):

@@ -25,8 +25,8 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from algorithms.ranker.features import FeatureSpec, SparseFeature
 from conf.ranker import RankerSettings
-from training.features import FeatureSpec, SparseFeature
 
 ARCHITECTURES = ("dlrm", "dcn")
 

@@ -20,7 +20,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.cf.base import Recommender
+from algorithms.cf.base import Recommender
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from jobs.cf.base import Recommender
+from algorithms.cf.base import Recommender
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -6,13 +6,13 @@ Offers the base class :class:`Recommender` (``fit``, ``score``, ``recommend`` in
 exact :func:`top_k` selection. Their errors are in :mod:`conf.errors`.
 """
 
-from jobs.cf.als import ImplicitALS
-from jobs.cf.base import Recommender
-from jobs.cf.ease import EASE
-from jobs.cf.itemknn import ItemKNN
-from jobs.cf.popularity import Popularity
-from jobs.cf.registry import MODELS, build_model
-from jobs.cf.topk import top_k
+from algorithms.cf.als import ImplicitALS
+from algorithms.cf.base import Recommender
+from algorithms.cf.ease import EASE
+from algorithms.cf.itemknn import ItemKNN
+from algorithms.cf.popularity import Popularity
+from algorithms.cf.registry import MODELS, build_model
+from algorithms.cf.topk import top_k
 
 __all__ = [
     "EASE",

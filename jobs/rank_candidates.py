@@ -1,7 +1,7 @@
 """Rank a date's candidates with that date's ranker export (the top-N precompute's scores).
 
 :func:`ranked_candidates` builds the candidate features of ``ds`` exactly as the examples
-are built (:func:`training.examples.add_features` over the gold tables of ``ds``) and
+are built (:func:`jobs.ranker_features.add_features` over the gold tables of ``ds``) and
 scores them in large batches: ``mapInArrow`` over user partitions (all of a user's rows in
 one partition), the exported TorchScript model and its encoder loaded once per Python
 worker (a small per-process cache keyed by the export's manifest, so a re-exported date is
@@ -28,7 +28,7 @@ from conf import Settings
 from jobs.lake import Lake
 
 if TYPE_CHECKING:
-    from training.export import Ranker
+    from algorithms.ranker.artifact import Ranker
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def has_export(settings: Settings, ds: str) -> bool:
 
 @functools.lru_cache(maxsize=2)
 def _cached_ranker(path: str, manifest_sha: str) -> Ranker:
-    from training.export import load_ranker
+    from algorithms.ranker.artifact import load_ranker
 
     log.info("loading the ranker %s (manifest %s)", path, manifest_sha[:12])
     return load_ranker(Path(path), verify=False)
@@ -169,7 +169,7 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
     """Score featured candidates with the export at ``export``.
 
     Args:
-        featured: candidate rows with the features of :func:`training.examples.add_features`.
+        featured: candidate rows with the features of :func:`jobs.ranker_features.add_features`.
         export: an export directory (read by every Spark task: a shared or local path).
         schema: the output schema, the candidates' own (``score`` is replaced).
         settings: ``spark.shuffle_partitions`` and the ranker's batch size and threads.
@@ -182,7 +182,7 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
     size, threads, where = settings.ranker.eval_batch_size, settings.ranker.score_threads, \
         str(export)
     if weight is None:
-        from training.export import read_manifest
+        from algorithms.ranker.artifact import read_manifest
 
         weight = fusion_weight(settings, read_manifest(export, verify=False))
 
@@ -212,8 +212,8 @@ def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Sett
     Raises:
         training.errors.ArtifactError: the export is incomplete or altered.
     """
-    from training.examples import add_features, feature_inputs
-    from training.export import read_manifest
+    from algorithms.ranker.artifact import read_manifest
+    from jobs.ranker_features import add_features, feature_inputs
 
     path = export_dir(settings, ds)
     if not has_export(settings, ds):

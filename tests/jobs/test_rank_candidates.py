@@ -7,12 +7,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from algorithms.ranker.features import CANDIDATE_DENSE
 from conf.gate import MlflowSettings
 from jobs.lake import Lake
 from jobs.tables import EXAMPLES
 from tests.training.examples_lake import D2, ITEMS, write_events, write_gold
 from tests.training.test_examples import make_settings
-from training.features import CANDIDATE_DENSE
 
 pytestmark = pytest.mark.spark
 
@@ -68,7 +68,7 @@ def trained(spark, tmp_path_factory):
 
 
 def test_training_exports_and_reports_holdout_metrics(trained):
-    from training.rank_candidates import export_dir, has_export
+    from jobs.rank_candidates import export_dir, has_export
 
     settings, summary, _ = trained
     assert has_export(settings, D2)
@@ -103,7 +103,7 @@ def test_registered_version_is_tagged_and_can_be_promoted(trained):
 
 
 def test_ranked_candidates_keep_columns_and_follow_the_model(spark, trained):
-    from training.rank_candidates import ranked_candidates
+    from jobs.rank_candidates import ranked_candidates
 
     settings, _, _ = trained
     candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
@@ -122,7 +122,7 @@ def test_ranked_candidates_keep_columns_and_follow_the_model(spark, trained):
 
 
 def test_fused_scores_mix_the_two_orders(spark, trained):
-    from training.rank_candidates import ranked_candidates
+    from jobs.rank_candidates import ranked_candidates
 
     settings, _, _ = trained
     candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
@@ -145,7 +145,7 @@ def test_fused_scores_mix_the_two_orders(spark, trained):
 
 
 def test_fuse_by_hand():
-    from training.rank_candidates import fuse, user_rank_scores
+    from jobs.rank_candidates import fuse, user_rank_scores
 
     users = np.array(["u", "u", "u", "v"], dtype=object)
     items = np.array(["a", "b", "c", "d"], dtype=object)
@@ -165,7 +165,7 @@ def test_fuse_by_hand():
 
 
 def test_without_an_export_candidates_are_unchanged(spark, trained):
-    from training.rank_candidates import ranked_candidates
+    from jobs.rank_candidates import ranked_candidates
 
     settings, _, _ = trained
     candidates = Lake(settings).read_spark(spark, "gold/candidates", [D2])
@@ -175,10 +175,10 @@ def test_without_an_export_candidates_are_unchanged(spark, trained):
 def test_the_fusion_weight_is_chosen_on_validation_users(spark, trained, tmp_path):
     """``retrieval_weight: validation``: training tries the grid on its held-out users,
     keeps the best weight (ties: the larger) in the manifest, and the precompute uses it."""
+    from algorithms.ranker.artifact import read_manifest
     from conf.errors import ArtifactError
+    from jobs.rank_candidates import export_dir, fusion_weight, ranked_candidates
     from training.cli import run_train_ds
-    from training.export import read_manifest
-    from training.rank_candidates import export_dir, fusion_weight, ranked_candidates
 
     settings, _, mlflow_cfg = trained
     auto = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={
@@ -241,8 +241,8 @@ def test_training_reads_the_earlier_label_windows(trained, tmp_path):
 def test_a_partition_scores_the_same_in_any_row_order(spark, trained):
     """The shuffle hands a scoring task its rows in any order: the scores must not change
     (a rerun of the precompute writes the same table)."""
-    from training.examples import add_features, feature_inputs
-    from training.rank_candidates import export_dir, score_batches
+    from jobs.rank_candidates import export_dir, score_batches
+    from jobs.ranker_features import add_features, feature_inputs
 
     settings, _, _ = trained
     lake = Lake(settings)

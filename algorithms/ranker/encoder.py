@@ -1,4 +1,5 @@
-"""Arrow record batches -> :class:`~training.batch.RankerBatch`, with fitted id maps and stats.
+"""Arrow record batches -> :class:`~algorithms.ranker.batch.RankerBatch`, with fitted id maps
+and stats.
 
 A :class:`FeatureEncoder` is fitted once on the training stream (id counts and dense
 statistics), saved beside the model (``feature_spec.json``, ``dense_stats.json``,
@@ -17,11 +18,11 @@ import pyarrow.compute as pc
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from algorithms.ranker.batch import RankerBatch
+from algorithms.ranker.features import FeatureSpec
+from algorithms.ranker.id_maps import IdCounter, IdMap
+from algorithms.ranker.normalize import DenseStats, DenseStatsAccumulator
 from conf.errors import ArtifactError, SchemaError
-from training.batch import RankerBatch
-from training.features import FeatureSpec
-from training.id_maps import IdCounter, IdMap
-from training.normalize import DenseStats, DenseStatsAccumulator
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jobs.topk import topk_inner_product
+from algorithms.topk import topk_inner_product
 
 
 def full_sort(queries, items, k, exclude=None):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training.normalize import DenseStats, DenseStatsAccumulator
+from algorithms.ranker.normalize import DenseStats, DenseStatsAccumulator
 
 
 def test_hand_example():

@@ -14,8 +14,8 @@ from typing import Self
 import numpy as np
 import scipy.sparse as sp
 
+from algorithms.cf.topk import top_k
 from conf.errors import NotFittedError
-from jobs.cf.topk import top_k
 
 logger = logging.getLogger(__name__)
 

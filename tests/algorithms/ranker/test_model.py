@@ -7,8 +7,8 @@ import torch
 from torchrec.modules.crossnet import LowRankCrossNet
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from training.features import SparseFeature
-from training.model import ModelConfig, RankerModel, ScriptableLowRankCrossNet, build_model
+from algorithms.ranker.features import SparseFeature
+from algorithms.ranker.model import ModelConfig, RankerModel, ScriptableLowRankCrossNet, build_model
 
 B, F, D, F_DENSE = 3, 2, 4, 5
 

@@ -1,7 +1,7 @@
 import pytest
 
+from algorithms.segments import ALL, bucket, bucket_labels, segment_of
 from conf.retrieval import PopularitySettings, SegmentRule
-from jobs.segments import ALL, bucket, bucket_labels, segment_of
 
 AGE = SegmentRule(attribute="age", bins=[18, 25, 35, 45, 55])
 GENDER = SegmentRule(attribute="gender")

@@ -1,8 +1,8 @@
 """The ranker's batch format.
 
-Shapes: B examples, F_dense dense features, F sparse features. A :class:`RankerBatch` is what
-:class:`~training.encoder.FeatureEncoder` makes of an Arrow record batch and what the model,
-the training loop and :func:`~training.scoring.score` consume.
+Shapes: B examples, F_dense dense features, F sparse features. A :class:`RankerBatch` is
+what :class:`~algorithms.ranker.encoder.FeatureEncoder` makes of an Arrow record batch and
+what the model, the training loop and :func:`~algorithms.ranker.scoring.score` consume.
 """
 
 from __future__ import annotations

@@ -1,0 +1,367 @@
+"""The ranker's candidate features, built with Spark from a date's gold and silver tables.
+
+Features (:data:`algorithms.ranker.features.EXAMPLE_SPARSE_COLUMNS` /
+``EXAMPLE_DENSE_COLUMNS``) are built from the tables of the candidates' own date (D' for
+training examples, D when the precompute scores): joins for the user and item columns, and
+one ``mapInArrow`` pass with the item side broadcast (ALS and content vectors, the
+co-visitation graph) for the three features that combine a user's history with the item.
+Training (:mod:`training.examples`) and scoring (:mod:`jobs.rank_candidates`) both call
+:func:`add_features`, so a feature is computed the same way in both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from algorithms.window import dates_between, training_window
+from conf import Settings
+from conf.ranker import RankerSettings
+from jobs.asof import latest_partition_at_or_before
+from jobs.lake import Lake
+from jobs.tables import (
+    COVISITATION,
+    ITEM_CONTENT,
+    ITEM_EMBEDDINGS,
+    POPULARITY,
+    SILVER_INTERACTIONS,
+    SILVER_ITEMS,
+    SILVER_USERS,
+    USER_EMBEDDINGS,
+)
+
+log = logging.getLogger(__name__)
+HISTORY_ITEMS = 10
+"""Most recent distinct items per user behind ``content_sim`` and ``covis_score``
+(weights ``1 / (1 + position)``, as the session and content retrievers use them)."""
+_SECONDS_PER_DAY = 86400.0
+
+
+# -- features -------------------------------------------------------------------------------
+@dataclass
+class ItemSide:
+    """Item-side arrays broadcast to the feature pass.
+
+    Attributes:
+        item_ids: (N,) item ids; row ``i`` of the matrices is item ``i``.
+        als: float32 (N, D) ALS item vectors (content-mapped vectors for items without
+            one; zero rows with ``has_als`` False when neither exists).
+        has_als: bool (N,).
+        content: float32 (N, C) L2-normalised content vectors (zero rows when missing).
+        covis: (N, N) CSR co-visitation scores (row: item, columns: its neighbours).
+    """
+
+    item_ids: np.ndarray
+    als: np.ndarray
+    has_als: np.ndarray
+    content: np.ndarray
+    covis: sp.csr_matrix
+    row_of: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        for name, arr in (("als", self.als), ("has_als", self.has_als),
+                          ("content", self.content)):
+            if arr.shape[0] != n:
+                raise ValueError(f"ItemSide.{name} has {arr.shape[0]} rows for {n} items")
+        if self.covis.shape != (n, n):
+            raise ValueError(f"ItemSide.covis has shape {self.covis.shape}, want ({n}, {n})")
+        self.row_of = {str(item): i for i, item in enumerate(self.item_ids)}
+
+    def rows(self, ids: list[str | None]) -> np.ndarray:
+        """(B,) int64 rows of ``ids``; -1 for unknown or null ids."""
+        return np.fromiter((self.row_of.get(i, -1) if i is not None else -1 for i in ids),
+                           dtype=np.int64, count=len(ids))
+
+
+def _matrix(table: pa.Table, column: str) -> np.ndarray:
+    """A list<float> column as float32 (N, D), D its longest row; shorter rows are zeros."""
+    values = table.column(column).combine_chunks()
+    if table.num_rows == 0 or values.null_count == len(values):
+        return np.zeros((table.num_rows, 0), np.float32)
+    dim = int(pc.max(pc.list_value_length(values)).as_py() or 0)
+    return list_matrix(values, dim)[0]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def build_item_side(item_ids: list[str], embeddings: pa.Table, content: pa.Table,
+                    covisitation: pa.Table) -> ItemSide:
+    """Assemble the item side from gold rows (pure).
+
+    Args:
+        item_ids: the catalogue; items of the other tables are added.
+        embeddings: ``gold/item_embeddings`` rows (``id, vector``).
+        content: ``gold/item_content`` rows (``id, vector, content_vector``): ``vector``
+            stands in for items without an ALS vector.
+        covisitation: ``gold/covisitation`` rows (``item_id, neighbor_id, score``).
+    """
+    ids = sorted(set(item_ids) | set(embeddings.column("id").to_pylist())
+                 | set(content.column("id").to_pylist()))
+    row_of = {item: i for i, item in enumerate(ids)}
+    n = len(ids)
+    emb = _matrix(embeddings, "vector")
+    mapped = _matrix(content, "vector")
+    dim = emb.shape[1] if emb.size else mapped.shape[1]
+    als = np.zeros((n, dim), np.float32)
+    has = np.zeros(n, bool)
+    if mapped.shape[1] == dim and content.num_rows:
+        rows = np.array([row_of[i] for i in content.column("id").to_pylist()])
+        als[rows], has[rows] = mapped, True
+    if emb.size:
+        rows = np.array([row_of[i] for i in embeddings.column("id").to_pylist()])
+        als[rows], has[rows] = emb, True
+    raw = _matrix(content, "content_vector") if "content_vector" in content.column_names \
+        else np.zeros((content.num_rows, 0), np.float32)
+    cvec = np.zeros((n, max(raw.shape[1], 1)), np.float32)
+    if raw.shape[1]:
+        rows = np.array([row_of[i] for i in content.column("id").to_pylist()])
+        cvec[rows] = _unit(raw)
+    src = covisitation.column("item_id").to_pylist()
+    dst = covisitation.column("neighbor_id").to_pylist()
+    keep = [(row_of[a], row_of[b], s) for a, b, s in zip(
+        src, dst, covisitation.column("score").to_pylist(), strict=True)
+        if a in row_of and b in row_of]
+    covis = sp.csr_matrix(([k[2] for k in keep], ([k[0] for k in keep], [k[1] for k in keep])),
+                          shape=(n, n), dtype=np.float32)
+    return ItemSide(np.asarray(ids, dtype=object), als, has, cvec, covis)
+
+
+def list_matrix(values: pa.Array | pa.ChunkedArray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a list<float> column as float32 (B, dim); ``ok`` (B,) marks the rows holding
+    exactly ``dim`` values (the others, nulls included, are zero rows)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(values).to_numpy(zero_copy_only=False).astype(np.float32)
+    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+    ok = lengths == dim
+    out = np.zeros((len(values), dim), np.float32)
+    if ok.any() and dim:
+        out[ok] = flat[starts[ok][:, None] + np.arange(dim)]
+    return out, ok
+
+
+def history_weights(length: int) -> np.ndarray:
+    """Weights ``1 / (1 + position)`` of a history ordered most recent first."""
+    return 1.0 / (1.0 + np.arange(length, dtype=np.float32))
+
+
+def vector_features(batch: pa.RecordBatch, side: ItemSide) -> dict[str, np.ndarray]:
+    """``als_dot``, ``content_sim`` and ``covis_score`` of B (user, item) rows (pure).
+
+    Args:
+        batch: rows with ``item_id``, ``user_vector`` (list<float>, may be null) and
+            ``history`` (list<string>, the user's recent items, most recent first).
+        side: the item side.
+
+    Returns:
+        float64 (B,) arrays, NaN where undefined: ``als_dot`` = user vector . item vector;
+        ``content_sim`` = cosine of the history's weighted content profile with the item's
+        content vector; ``covis_score`` = sum over the history of weight x co-visitation
+        score with the item (0 without history).
+    """
+    b = batch.num_rows
+    item_rows = side.rows(batch.column("item_id").to_pylist())
+    known = item_rows >= 0
+    safe_rows = np.maximum(item_rows, 0)
+    als_dot = np.full(b, np.nan)
+    users, has_user = list_matrix(batch.column("user_vector"), side.als.shape[1])
+    ok = has_user & known & side.has_als[safe_rows]
+    if ok.any():
+        als_dot[ok] = np.einsum("bd,bd->b", users[ok], side.als[item_rows[ok]])
+    histories = batch.column("history").to_pylist()
+    hist_rows = [side.rows(list(h or []))[: HISTORY_ITEMS] for h in histories]
+    hist_rows = [h[h >= 0] for h in hist_rows]
+    lengths = np.array([len(h) for h in hist_rows])
+    indptr = np.r_[0, np.cumsum(lengths)]
+    weights = np.concatenate([history_weights(len(h)) for h in hist_rows]) if b else \
+        np.zeros(0, np.float32)
+    hist = sp.csr_matrix((weights, np.concatenate(hist_rows) if b else np.zeros(0, np.int64),
+                          indptr), shape=(b, len(side.item_ids)))
+    profile = _unit(np.asarray(hist @ side.content, dtype=np.float32))
+    content_sim = np.full(b, np.nan)
+    has_profile = np.linalg.norm(profile, axis=1) > 0
+    item_content = side.content[safe_rows]
+    has_content = known & (np.linalg.norm(item_content, axis=1) > 0)
+    ok = has_profile & has_content
+    content_sim[ok] = np.einsum("bc,bc->b", profile[ok], item_content[ok])
+    covis = np.zeros(b)
+    with_hist = np.flatnonzero((lengths > 0) & known)
+    if len(with_hist):
+        scores = (hist[with_hist] @ side.covis).tocsr()
+        covis[with_hist] = np.asarray(
+            scores[np.arange(len(with_hist)), item_rows[with_hist]]).ravel()
+    return {"als_dot": als_dot, "content_sim": content_sim, "covis_score": covis}
+
+
+def _vector_pass(df: DataFrame, side_broadcast: Any) -> DataFrame:
+    """Add the three history features with one ``mapInArrow`` pass (drops the inputs)."""
+    keep = [f for f in df.schema.fields if f.name not in ("user_vector", "history")]
+    schema = T.StructType(keep + [T.StructField(n, T.DoubleType(), True)
+                                  for n in ("als_dot", "content_sim", "covis_score")])
+    names = [f.name for f in keep]
+
+    def body(batches):
+        side = side_broadcast.value
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            feats = vector_features(batch, side)
+            arrays = [batch.column(n) for n in names] + [
+                pa.array(feats[n], pa.float64(), from_pandas=True)
+                for n in ("als_dot", "content_sim", "covis_score")]
+            yield pa.RecordBatch.from_arrays(arrays, names=[*names, *feats])
+
+    return df.mapInArrow(body, schema)
+
+
+def age_bucket(age: Column, bins: list[float]) -> Column:
+    """``b<i>`` with i the number of ``bins`` edges at or below a numeric ``age`` (string
+    column); null when the age is missing or not a number."""
+    value = age.cast("double")
+    count = sum((F.when(value >= float(e), 1).otherwise(0) for e in bins), F.lit(0))
+    return F.when(value.isNull(), F.lit(None).cast("string")).otherwise(
+        F.concat(F.lit("b"), count.cast("string")))
+
+
+def user_frame(events: DataFrame, users: DataFrame, vectors: DataFrame, cfg: RankerSettings,
+               cutoff: str) -> DataFrame:
+    """Per user: attributes, activity and the inputs of the history features.
+
+    Args:
+        events: the users' events up to ``cutoff`` (``user_id, item_id, ts``).
+        users: ``silver/users`` rows (``user_id, attributes``).
+        vectors: ``gold/user_embeddings`` rows (``id, vector``).
+        cfg: ``user_attributes`` keys and ``age_bins``.
+        cutoff: last event date (inclusive) of ``events``.
+
+    Returns:
+        ``user_id, user_age_bucket, user_gender, user_occupation, user_event_count,
+        user_recency_days, user_vector, history`` (one row per user of any input).
+    """
+    keys = cfg.user_attributes
+    attrs = users.select(
+        "user_id",
+        age_bucket(F.element_at("attributes", keys.get("user_age_bucket", "age")),
+                   cfg.age_bins).alias("user_age_bucket"),
+        F.element_at("attributes", keys.get("user_gender", "gender")).alias("user_gender"),
+        F.element_at("attributes", keys.get("user_occupation", "occupation"))
+        .alias("user_occupation"),
+    )
+    end = (date.fromisoformat(cutoff) + timedelta(days=1)).isoformat()
+    activity = events.groupBy("user_id").agg(
+        F.count(F.lit(1)).cast("double").alias("user_event_count"),
+        ((F.unix_timestamp(F.to_timestamp(F.lit(end))) - F.unix_timestamp(F.max("ts")))
+         / _SECONDS_PER_DAY).alias("user_recency_days"),
+    )
+    last = events.groupBy("user_id", "item_id").agg(F.max("ts").alias("t"))
+    history = last.groupBy("user_id").agg(
+        F.slice(F.sort_array(F.collect_list(F.struct(F.col("t"), F.col("item_id"))),
+                             asc=False), 1, HISTORY_ITEMS).getField("item_id").alias("history"))
+    vecs = vectors.select(F.col("id").alias("user_id"), F.col("vector").alias("user_vector"))
+    return (attrs.join(activity, "user_id", "full").join(history, "user_id", "full")
+            .join(vecs, "user_id", "full")
+            .withColumn("user_event_count", F.coalesce("user_event_count", F.lit(0.0))))
+
+
+def item_frame(items: DataFrame, popularity: DataFrame, events: DataFrame, ds: str
+               ) -> DataFrame:
+    """Per item: ``item_id, item_categories, popularity, item_age_days, item_event_count``.
+
+    Args:
+        items: ``silver/items`` rows (``item_id, categories, created_at``).
+        popularity: ``gold/popularity`` rows (``segment, item_id, score``); segment ``all``.
+        events: events up to the cutoff (``item_id``).
+        ds: the date ages are measured at.
+    """
+    pop = popularity.where(F.col("segment") == "all").select(
+        "item_id", F.col("score").alias("popularity"))
+    counts = events.groupBy("item_id").agg(F.count(F.lit(1)).cast("double")
+                                           .alias("item_event_count"))
+    base = items.select(
+        "item_id", F.col("categories").alias("item_categories"),
+        F.datediff(F.to_date(F.lit(ds)), F.to_date("created_at")).cast("double")
+        .alias("item_age_days"))
+    return (base.join(pop, "item_id", "full").join(counts, "item_id", "full")
+            .withColumn("popularity", F.coalesce("popularity", F.lit(0.0)))
+            .withColumn("item_event_count", F.coalesce("item_event_count", F.lit(0.0))))
+
+
+@dataclass
+class FeatureInputs:
+    """What :func:`add_features` joins: per-user and per-item frames, the item side."""
+
+    users: DataFrame
+    items: DataFrame
+    side_broadcast: Any
+
+
+def add_features(pairs: DataFrame, inputs: FeatureInputs) -> DataFrame:
+    """Every candidate feature for (user, item) rows, the input columns kept.
+
+    Args:
+        pairs: rows with ``user_id, item_id``, ``score`` (the retrieval blend; null for
+            non-candidates) and ``sources`` (strategies; null or empty for non-candidates).
+        inputs: see :func:`feature_inputs`.
+
+    Returns:
+        ``pairs`` plus the columns of :func:`algorithms.ranker.features.candidate_feature_spec`
+        (``retrieval_score`` is 0 and ``retrieval_strategies`` empty for non-candidates).
+    """
+    sources = F.coalesce(F.col("sources"), F.array().cast("array<string>"))
+    df = (pairs
+          .withColumn("retrieval_score", F.coalesce(F.col("score").cast("double"), F.lit(0.0)))
+          .withColumn("retrieval_strategies", sources)
+          .withColumn("n_strategies", F.size(sources).cast("double"))
+          .join(inputs.users, "user_id", "left")
+          .join(inputs.items, "item_id", "left")
+          .withColumn("user_event_count", F.coalesce("user_event_count", F.lit(0.0)))
+          .withColumn("item_event_count", F.coalesce("item_event_count", F.lit(0.0)))
+          .withColumn("popularity", F.coalesce("popularity", F.lit(0.0))))
+    return _vector_pass(df, inputs.side_broadcast)
+
+
+def feature_inputs(spark: SparkSession, lake: Lake, settings: Settings, ds: str
+                   ) -> FeatureInputs:
+    """Read the tables the features of ``ds``'s candidates come from.
+
+    Gold tables of ``ds`` itself; ``silver/items`` and ``silver/users`` as of ``ds``; the
+    events of the training window of ``ds`` (up to its cutoff).
+    """
+    first, cutoff = training_window(settings, ds)
+    dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, cutoff)
+    events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
+    items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
+    users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
+    items = lake.read_spark(spark, SILVER_ITEMS.name, [items_ds] if items_ds else [])
+    users = lake.read_spark(spark, SILVER_USERS.name, [users_ds] if users_ds else [])
+    user_vectors = lake.read_spark(spark, USER_EMBEDDINGS.name, [ds])
+    popularity = lake.read_spark(spark, POPULARITY.name, [ds])
+    catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
+                                columns=["item_id"]).column("item_id").to_pylist()
+    side = build_item_side(
+        catalogue,
+        lake.read_arrow(ITEM_EMBEDDINGS.name, [ds], columns=["id", "vector"]),
+        lake.read_arrow(ITEM_CONTENT.name, [ds], columns=["id", "vector", "content_vector"]),
+        lake.read_arrow(COVISITATION.name, [ds], columns=["item_id", "neighbor_id", "score"]))
+    log.info("feature inputs of %s: %d items on the item side (ALS dim %d, content dim %d)",
+             ds, len(side.item_ids), side.als.shape[1], side.content.shape[1])
+    return FeatureInputs(
+        users=user_frame(events, users, user_vectors, settings.ranker, cutoff),
+        items=item_frame(items, popularity, events, ds),
+        side_broadcast=spark.sparkContext.broadcast(side),
+    )
