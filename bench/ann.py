@@ -28,8 +28,9 @@ import numpy as np
 from conf.errors import RecallTargetNotMet
 from conf.index import IndexSettings
 from evaluation.metrics import ann_recall
-from serving_export.faiss_index import build_sharded_hnsw, omp_threads
-from serving_export.faiss_tuning import exact_search, tune_ef_search
+from serving_export.index.build import build_sharded_hnsw
+from serving_export.index.shards import omp_threads
+from serving_export.index.tuning import exact_search, tune_ef_search
 
 logger = logging.getLogger(__name__)
 

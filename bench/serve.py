@@ -177,7 +177,7 @@ def fixed_rate(url: str, n_users: int, rate: float, seconds: float) -> dict[str,
 
 def redis_get(workdir: Path, size: int, requests: int) -> dict[str, float]:
     """``redis-benchmark`` GET of a ``size``-byte value, 50 clients, on a private server."""
-    from serving_export.realtime_server import RedisServer
+    from bench.redis_server import RedisServer
 
     if shutil.which("redis-benchmark") is None:
         return {"skipped": "redis-benchmark not installed"}  # type: ignore[dict-item]
@@ -200,9 +200,9 @@ def _scale_probe(path: str, n_users: int, lookups: int) -> dict[str, float]:
     """In a fresh process: load (verify + map) a release, then serve ``lookups`` users."""
     import numpy as np
 
-    from serving_export.realtime import EMPTY
-    from serving_export.release_reader import Release
+    from serving_export.release.reader import Release
     from serving_export.service.answers import user_answer
+    from serving_export.service.realtime import EMPTY
     from serving_export.service.recommend import Blend, recommend_user
 
     pid = os.getpid()
@@ -242,8 +242,8 @@ def _scale_probe(path: str, n_users: int, lookups: int) -> dict[str, float]:
 
 def scale(workdir: Path, n_users: int, topn: int, dim: int) -> dict[str, Any]:
     """Build a release of ``n_users`` x ``topn`` and probe it in a fresh process."""
-    from serving_export.release_synth import synthetic_release_data
-    from serving_export.release_writer import write_release
+    from bench.release_synth import synthetic_release_data
+    from serving_export.release.writer import write_release
 
     t0 = time.perf_counter()
     data = synthetic_release_data(n_users, 20_000, topn=topn, dim=dim,
@@ -279,7 +279,7 @@ def _serving(root: Path, workdir: Path, answer_cache: bool = True
     """``recpipe serve`` on a free loopback port, ready: (process, url, ``/readyz`` body)."""
     import httpx
 
-    from serving_export.realtime_server import free_port
+    from bench.redis_server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -330,9 +330,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build, serve, measure; return the figures (see the module docstring)."""
     import httpx
 
-    from serving_export.publish import publish
-    from serving_export.release_synth import synthetic_release_data
-    from serving_export.release_writer import write_release
+    from bench.release_synth import synthetic_release_data
+    from serving_export.release.publish import publish
+    from serving_export.release.writer import write_release
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")

@@ -1,27 +1,27 @@
-"""recpipe_hourly: the hourly Airflow DAG (spool ingest -> fold-in and incremental release).
+"""recpipe_hourly: the hourly Airflow DAG (spool ingest -> parent -> incremental release).
 
-Each task runs one ``recpipe hourly --step ...`` command for the run's logical time: ``ds``
-and the hour of ``logical_date`` (UTC). The schedule is a cron *trigger* (no data interval),
-so the run at 11:00 has the logical time 11:00 and folds in the events before it. The stage
-list lives in ``recpipe.stages``. Parsing this file imports nothing heavy and reads no
-database.
+Each task runs one ``recpipe`` command for the run's logical time: ``ds`` and the hour of
+``logical_date`` (UTC). The schedule is a cron *trigger* (no data interval), so the run at
+11:00 has the logical time 11:00 and folds in the events before it. The release the run
+builds on is chosen by its ``choose_parent`` task and passed to ``refresh_users``. The
+stage table lives in ``recpipe.stages`` and :func:`recpipe.airflow_tasks.add_tasks` makes the
+tasks, as for the nightly DAG. Parsing this file imports nothing heavy, reads no database
+and no environment.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from recpipe.stages import HOURLY, bash_command
+from recpipe.airflow_tasks import add_tasks
+from recpipe.stages import HOURLY
 
 RECPIPE = str(Path(sys.executable).with_name("recpipe"))
 VALUES = {"ds": "{{ ds }}", "hour": "{{ logical_date.hour }}", "spool": "{{ params.spool }}"}
-PROFILE = {"RECPIPE_ENV": os.environ.get("RECPIPE_ENV", "local")}
 
 with DAG(
     dag_id="recpipe_hourly",
@@ -45,16 +45,4 @@ with DAG(
     },
     tags=["recpipe"],
 ) as dag:
-    tasks = {
-        stage.task_id: BashOperator(
-            task_id=stage.task_id,
-            bash_command=bash_command(stage, RECPIPE, VALUES),
-            env=PROFILE,
-            append_env=True,
-            pool="spark" if stage.spark else "default_pool",
-        )
-        for stage in HOURLY
-    }
-    for stage in HOURLY:
-        for upstream in stage.upstream:
-            tasks[upstream] >> tasks[stage.task_id]
+    add_tasks(HOURLY, RECPIPE, VALUES)

@@ -11,14 +11,14 @@ tolerance)`` times the champion's; catalogue coverage at ``coverage_k`` at least
 ``coverage_floor``. With no champion yet, the first candidate that passes the other checks
 becomes champion.
 
-On pass, ``champion`` moves to the candidate (and to every other model registered for
-``ds``, e.g. ``recpipe-ranker``) and ``previous`` keeps the old champion. On fail nothing
-moves. Either way the verdict and its reasons go to ``gold/evaluation`` (stage ``gate``,
-readable with :func:`read_verdict`), to the evaluation run and to the candidate version's
-tags; the command prints the verdict as JSON and exits 1 with the reasons on stderr when
-the candidate fails. Rerunning a date whose candidate is already champion compares it with
-``previous`` again (same verdict) and moves nothing. A candidate older than the champion (a
-backfill) is never promoted.
+The gate moves no alias: the verdict and its reasons go to ``gold/evaluation`` (stage
+``gate``, readable with :func:`read_verdict`), to the evaluation run and to the candidate
+version's tags, and the release layer moves ``champion`` once a release that passed is
+published (:mod:`serving_export.release.promotion`), so the registry never names a champion
+that is not live. The command prints the verdict as JSON and exits 1 with the reasons on
+stderr when the candidate fails. Rerunning a date whose candidate is already champion
+compares it with ``previous`` again (same verdict). A candidate older than the champion (a
+backfill) never passes.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ class Verdict:
         reasons: the messages of the failed checks (empty when passed).
         candidate: registered version of the candidate.
         champion: registered version it was compared with (``None``: no champion yet).
-        promoted: the aliases moved in this run.
         metrics: role (candidate, champion, popularity) -> metric name -> value.
         checks: every check made.
     """
@@ -93,7 +92,6 @@ class Verdict:
     reasons: tuple[str, ...]
     candidate: str
     champion: str | None
-    promoted: bool
     metrics: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     checks: tuple[Check, ...] = ()
 
@@ -230,7 +228,7 @@ def gate_rows(verdict: Verdict, holdout: Holdout, coverage: float, cfg: GateSett
 
 def read_verdict(lake: Lake, ds: str) -> dict[str, Any] | None:
     """The gate's verdict for ``ds`` as written to ``gold/evaluation`` (``passed``,
-    ``reasons``, ``candidate``, ``champion``, ``promoted``, ``metrics``, ``checks``), or
+    ``reasons``, ``candidate``, ``champion``, ``metrics``, ``checks``), or
     ``None`` when the gate has not judged ``ds`` since its last evaluation."""
     rows = read_partition(lake, EVALUATION.name, ds, ["stage", "metric", "details"])
     if rows is None:
@@ -299,7 +297,7 @@ def load_verdict(lake: Lake, ds: str) -> tuple[bool, list[str], dict[str, float]
 
 # -- the job --------------------------------------------------------------------------------
 def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Verdict:
-    """Judge the model version of ``ds``, move the aliases on pass, record the verdict.
+    """Judge the model version of ``ds`` and record the verdict (no alias moves here).
 
     Raises:
         NoCandidate: no embedding model is registered for ``ds`` (run ``recpipe evaluate``).
@@ -339,18 +337,11 @@ def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Ve
                                 f"{ref_label} was built for {ref_ds}, after {ds}; an older "
                                 "model is never promoted (backfill)"))
         passed = all(c.passed for c in checks)
-        promoted = False
-        if passed and not already:
-            registry.promote(client, name, cand_v.version)
-            other = registry.find_version(client, cfg.mlflow.ranker_model, ds)
-            if other is not None:
-                registry.promote(client, cfg.mlflow.ranker_model, other.version)
-            promoted = True
         verdict = Verdict(ds=ds, passed=passed,
                           reasons=tuple(c.message for c in checks if not c.passed),
                           candidate=str(cand_v.version),
                           champion=None if ref_v is None else str(ref_v.version),
-                          promoted=promoted, metrics=metrics, checks=tuple(checks))
+                          metrics=metrics, checks=tuple(checks))
         _record(client, verdict, cand_v, name, coverage, holdout, lake, cfg)
         run_id = cand_v.tags.get(registry.TAG_EVAL_RUN)
         if run_id:

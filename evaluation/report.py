@@ -191,7 +191,7 @@ def render_html(ds: str, rows: Sequence[Row], headline: Sequence[str],
                          for c in verdict.get("checks", []))
         gate = (f"<p class='{state.lower()}'>Gate {state} for candidate version "
                 f"{esc(str(verdict['candidate']))} (champion compared: "
-                f"{esc(str(verdict['champion']))}; promoted: {verdict['promoted']})</p>"
+                f"{esc(str(verdict['champion']))})</p>"
                 f"<ul>{reasons}</ul><details><summary>checks</summary><ul>{checks}</ul>"
                 "</details>")
     head = "".join(f"<th>{esc(n)} ({esc(s)})</th>" for n in headline for s in SLICES)

@@ -19,7 +19,13 @@ import pyarrow.parquet as pq
 
 from conf import Settings
 from conf.errors import SourceError
-from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.cli_common import (
+    add_common_args,
+    add_landing_arg,
+    landing_dir,
+    parse_ds,
+    settings_from_args,
+)
 from jobs.lake import Lake
 from jobs.tables import QUARANTINE_CATALOG, SILVER_ITEMS, SILVER_USERS
 
@@ -149,11 +155,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=Path, help="items Parquet file")
     parser.add_argument("--users", type=Path, help="users Parquet file")
+    parser.add_argument("--from-landing", action="store_true",
+                        help="read items.parquet and users.parquet of the landing folder")
+    add_landing_arg(parser)
     parser.add_argument("--ds", required=True, type=parse_ds)
     add_common_args(parser)
     args = parser.parse_args(argv)
-    if args.items is None and args.users is None:
-        parser.error("give --items and/or --users")
-    report = run(settings_from_args(args), args.ds, args.items, args.users)
+    settings = settings_from_args(args)
+    items, users = args.items, args.users
+    if args.from_landing:
+        folder = landing_dir(settings, args.landing)
+        items, users = folder / "items.parquet", folder / "users.parquet"
+    if items is None and users is None:
+        parser.error("give --items and/or --users, or --from-landing")
+    report = run(settings, args.ds, items, users)
     print(json.dumps(report, indent=2))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from pathlib import Path
 
 from conf import Settings, load_settings
 
@@ -14,6 +15,17 @@ def parse_ds(text: str) -> str:
         return date.fromisoformat(text).isoformat()
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+def add_landing_arg(parser: argparse.ArgumentParser) -> None:
+    """``--landing DIR``: the folder new files arrive in (empty or absent: ``landing``)."""
+    parser.add_argument("--landing", default="",
+                        help="landing folder (default, or empty: the setting landing)")
+
+
+def landing_dir(settings: Settings, value: str | None) -> Path:
+    """The landing folder: ``value`` when given, else the setting ``landing``, resolved."""
+    return Path(value) if value and value.strip() else Path(settings.resolve(settings.landing))
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf import Settings
-from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.cli_common import (
+    add_common_args,
+    add_landing_arg,
+    landing_dir,
+    parse_ds,
+    settings_from_args,
+)
 from jobs.lake import Lake
 from jobs.sources import CORRUPT, batch_id, list_source_files, read_raw_events
 from jobs.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, RAW_EVENT_COLUMNS, SILVER_INTERACTIONS
@@ -121,16 +127,19 @@ def format_summary(s: IngestSummary) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recpipe ingest", description=__doc__.split("\n")[0])
-    parser.add_argument("--source", required=True, help="events file or folder (csv/jsonl/parquet)")
+    parser.add_argument("--source", help="events file or folder (csv/jsonl/parquet); default: "
+                                         "<landing>/events.parquet")
+    add_landing_arg(parser)
     parser.add_argument("--ds", required=True, type=parse_ds, help="ingest date YYYY-MM-DD")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
     add_common_args(parser)
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    list_source_files(args.source)  # a missing or unreadable source stops before Spark starts
+    source = args.source or str(landing_dir(settings, args.landing) / "events.parquet")
+    list_source_files(source)  # a missing or unreadable source stops before Spark starts
     from jobs.spark import get_spark
 
-    summary = run(get_spark(settings), settings, args.ds, args.source)
+    summary = run(get_spark(settings), settings, args.ds, source)
     print(format_summary(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recpipe run", description=__doc__.split("\n")[0])
     parser.add_argument("pipeline", choices=sorted(PIPELINES))
     parser.add_argument("--date", required=True, type=parse_ds, help="logical date ds")
-    parser.add_argument("--landing", type=Path, default=Path("var/landing"),
-                        help="folder with events/items/users files")
+    parser.add_argument("--landing", type=Path,
+                        help="folder with events/items/users files (default: the setting "
+                             "landing)")
     parser.add_argument("--dataset", default="", help="public dataset to fetch first")
     parser.add_argument("--hour", type=int, choices=range(24), metavar="H",
                         help="logical hour 0-23 UTC (hourly: required)")
@@ -46,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pipeline == "hourly" and args.hour is None:
         parser.error("the hourly pipeline needs --hour H (0-23)")
-    values = {"ds": args.date, "landing": str(args.landing.resolve()), "dataset": args.dataset,
-              "hour": "" if args.hour is None else str(args.hour),
+    values = {"ds": args.date, "landing": str(args.landing.resolve()) if args.landing else "",
+              "dataset": args.dataset, "hour": "" if args.hour is None else str(args.hour),
               "spool": str(Path(args.spool).resolve()) if args.spool else ""}
+    # a stage's output (e.g. the hourly parent) is left empty: its consumer derives it
+    values.update({s.output: "" for s in PIPELINES[args.pipeline] if s.output})
     timings = {}
     started = args.from_task is None
     for stage in ordered(PIPELINES[args.pipeline]):

@@ -1,8 +1,12 @@
-"""The pipeline's stages: one list that both the Airflow DAGs and ``recpipe run`` use.
+"""The pipeline's stages: one table that both Airflow DAGs (through
+:func:`recpipe.airflow_tasks.add_tasks`) and ``recpipe run`` read.
 
-A stage is one ``recpipe`` command with placeholders: ``{ds}`` (the logical date),
-``{landing}`` (the folder new events, items and users arrive in) and ``{dataset}`` (a public
-dataset to fetch into the landing folder first; empty in production).
+A stage is one ``recpipe`` command with placeholders, filled at run time: ``{ds}`` (the
+logical date), ``{landing}`` (the folder new events, items and users arrive in; empty: the
+setting ``landing``), ``{dataset}`` (a public dataset to fetch into the landing folder
+first; empty in production), and for the hourly pipeline ``{hour}``, ``{spool}`` (empty:
+``serving.spool_dir``) and ``{parent}`` (the release an hourly run builds on, chosen by the
+stage before it; empty: chosen by the same rule).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ class Stage:
     always: bool = False
     """Runs once its upstream tasks have ended, whether they succeeded or not (Airflow
     trigger rule ``all_done``): the run's summary is written after a rejection too."""
+    output: str | None = None
+    """The placeholder this stage's standard output (its last line) fills for later stages:
+    Airflow passes it through XCom; ``recpipe run`` leaves it empty and the command that
+    takes it derives the same value by the same rule."""
 
     def argv(self, **values: str) -> list[str]:
         """The command's arguments with placeholders filled from ``values``."""
@@ -35,13 +43,12 @@ class Stage:
 
 
 NIGHTLY: tuple[Stage, ...] = (
-    Stage("fetch_data", ("data", "fetch", "{dataset}", "--out", "{landing}"),
+    Stage("fetch_data", ("data", "fetch", "{dataset}", "--landing", "{landing}"),
           only_if="dataset"),
-    Stage("ingest_events", ("ingest", "--source", "{landing}/events.parquet", "--ds", "{ds}"),
+    Stage("ingest_events", ("ingest", "--landing", "{landing}", "--ds", "{ds}"),
           ("fetch_data",), spark=True),
-    Stage("load_catalog", ("load-catalog", "--items", "{landing}/items.parquet",
-                           "--users", "{landing}/users.parquet", "--ds", "{ds}"),
-          ("fetch_data",)),
+    Stage("load_catalog", ("load-catalog", "--from-landing", "--landing", "{landing}",
+                           "--ds", "{ds}"), ("fetch_data",)),
     Stage("check_quality", ("check", "--ds", "{ds}"), ("ingest_events",)),
     Stage("training_matrix", ("matrix", "--ds", "{ds}"), ("check_quality", "load_catalog"),
           spark=True),
@@ -70,15 +77,18 @@ succeeded (Airflow derives a run's state from its leaf tasks: without it a crash
 a gate rejection would end as a green run); when nothing failed it is skipped."""
 
 HOURLY: tuple[Stage, ...] = (
-    Stage("ingest_spool", ("hourly", "--step", "ingest", "--ds", "{ds}", "--hour", "{hour}",
-                           "--spool", "{spool}"), spark=True),
-    Stage("refresh_users", ("hourly", "--step", "release", "--ds", "{ds}", "--hour", "{hour}"),
-          ("ingest_spool",), spark=True),
+    Stage("ingest_spool", ("hourly", "--ds", "{ds}", "--hour", "{hour}", "--spool", "{spool}"),
+          spark=True),
+    Stage("choose_parent", ("release", "parent", "--ds", "{ds}", "--hour", "{hour}"),
+          ("ingest_spool",), output="parent"),
+    Stage("refresh_users", ("release", "hourly", "--ds", "{ds}", "--hour", "{hour}",
+                            "--parent", "{parent}"), ("choose_parent",), spark=True),
 )
-"""The hourly freshness path (``jobs/hourly.py``): ingest the spool's closed files, then fold
-the new interactions into user vectors, recompute those users' top-N and publish an
-incremental release. Placeholders: ``{ds}`` and ``{hour}`` (the logical time ``ds hour:00``
-UTC) and ``{spool}`` (event spool folder; empty: ``serving.spool_dir``)."""
+"""The hourly freshness path: ingest the spool's closed files (``jobs/hourly.py``), choose
+the release to build on from the release history, then fold the new interactions into user
+vectors, recompute those users' top-N and publish an incremental release
+(``serving_export/release/hourly.py``). ``{ds}`` and ``{hour}`` are the logical time
+``ds hour:00`` UTC."""
 
 
 def bash_command(stage: Stage, recpipe: str, values: dict[str, str]) -> str:

@@ -21,7 +21,7 @@ from recpipe import runlog
 
 def collect(settings, ds: str) -> dict:
     from jobs.summary import table_summary
-    from serving_export.release import current_release, list_releases
+    from serving_export.release.publish import current_release, list_releases
 
     runs = Path(settings.resolve(settings.runs_dir))
     tasks = list(runlog.latest_by_command(runlog.read(runs, ds)).values())
@@ -52,7 +52,7 @@ def gate_verdict(settings, ds: str) -> dict | None:
 def write_summary(settings, status: dict) -> list[Path]:
     """Write ``status`` as JSON to ``<runs_dir>/<ds>.summary.json`` and beside every
     complete release of its date; each file is replaced atomically. Returns the paths."""
-    from serving_export.publish import RUN_SUMMARY_SUFFIX
+    from serving_export.release.publish import RUN_SUMMARY_SUFFIX
 
     root = Path(settings.resolve(settings.serving.releases_root))
     targets = [Path(settings.resolve(settings.runs_dir)) / f"{status['ds']}.summary.json"]

@@ -27,10 +27,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _runs_dir(tmp_path, monkeypatch):
-    """Commands run through ``recpipe.cli`` log their runs in the test's folder, not the
-    checkout's ``var/runs``."""
+def _own_var(tmp_path, monkeypatch):
+    """Settings loaded from the environment (commands run through ``recpipe.cli``) keep their
+    run logs and MLflow store in the test's folder, not the checkout's ``var/``."""
     monkeypatch.setenv("RECPIPE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RECPIPE_MLFLOW__TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("RECPIPE_MLFLOW__ARTIFACT_ROOT", str(tmp_path / "mlflow-artifacts"))
 
 
 def recpipe(args: list[str]) -> int:

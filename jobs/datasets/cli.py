@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from conf import Settings, load_settings
 from conf.errors import DatasetError, UsageError
+from jobs.cli_common import landing_dir
 from jobs.datasets import ml1m
 from jobs.datasets.convert import FORMATS, convert_file
 from jobs.datasets.movielens import (
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("fetch", help="download and convert a public dataset")
     fetch.add_argument("dataset", choices=["movielens-100k", "ml-1m"])
     fetch.add_argument("--out", type=Path, help="default: <data_dir>/<dataset>")
+    fetch.add_argument("--landing", help="write into the landing folder instead of --out "
+                                         "(empty: the setting landing; the nightly's use)")
     fetch.add_argument("--cache", type=Path,
                        help="movielens-100k: download cache, default: <data_dir>/cache")
     fetch.add_argument("--src", type=Path,
@@ -111,7 +114,10 @@ def _report(out_dir: Path, counts: dict[str, int]) -> None:
 def run_fetch(settings: Settings, args: argparse.Namespace) -> dict[str, int]:
     """Fetch and convert ``args.dataset``; check the published counts."""
     data_dir = settings.data_path()
-    out = args.out or data_dir / args.dataset
+    if args.landing is not None and args.out is not None:
+        raise UsageError("give --out or --landing, not both")
+    out = (landing_dir(settings, args.landing) if args.landing is not None
+           else args.out or data_dir / args.dataset)
     if args.dataset == "ml-1m":
         if args.cache is not None:
             raise UsageError("--cache is for movielens-100k, not ml-1m")

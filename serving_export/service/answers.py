@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 
-from serving_export.release_reader import Release
+from serving_export.release.reader import Release
 from serving_export.service.recommend import Entry, ListHead
 
 _dumps = json.dumps

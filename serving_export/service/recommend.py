@@ -16,9 +16,9 @@ from typing import overload
 
 import numpy as np
 
-from serving_export.realtime import EMPTY, Recent
-from serving_export.release_reader import Release
+from serving_export.release.reader import Release
 from serving_export.service.models import Filters
+from serving_export.service.realtime import EMPTY, Recent
 
 Entry = tuple[int, float | None, str, int | None]
 

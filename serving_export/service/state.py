@@ -10,12 +10,12 @@ from pathlib import Path
 
 from conf.errors import ReleaseError
 from conf.serving import ServingSettings
-from serving_export.publish import current_release
-from serving_export.realtime import RealtimeStore, make_store
-from serving_export.release_reader import Release
+from serving_export.release.publish import current_release
+from serving_export.release.reader import Release
 from serving_export.service.metrics import Metrics
+from serving_export.service.realtime import RealtimeStore, make_store
 from serving_export.service.recommend import Blend
-from serving_export.spool import EventSpool, GroupCommitSpool
+from serving_export.service.spool import EventSpool, GroupCommitSpool
 
 logger = logging.getLogger(__name__)
 

@@ -70,17 +70,36 @@ def test_run_order_respects_dependencies():
             assert order.index(up) < order.index(stage.task_id)
 
 
-def test_tasks_run_under_the_profile_of_the_environment(monkeypatch):
+def test_parsing_reads_no_environment_and_tasks_load_settings_when_they_run(monkeypatch):
+    """The DAG file is the same whatever the DAG processor's environment: the profile and
+    the landing folder are read by each task when it runs (it inherits the worker's
+    environment), not baked in at parse time."""
     from airflow.dag_processing.dagbag import DagBag
 
     from conf import load_settings
 
+    def commands() -> dict[str, tuple]:
+        dag = DagBag(dag_folder=str(DAGS)).dags["recpipe_nightly"]
+        return {t.task_id: (t.bash_command, t.env, str(t.params.get("landing")))
+                for t in dag.tasks}
+
+    plain = commands()
     monkeypatch.setenv("RECPIPE_ENV", "cluster")
-    dag = DagBag(dag_folder=str(DAGS)).dags["recpipe_nightly"]
-    for task in dag.tasks:
-        assert task.env == {"RECPIPE_ENV": "cluster"} and task.append_env
-    # what those tasks then load: the cluster's Spark master and the object-store lake
+    monkeypatch.setenv("RECPIPE_LANDING", "/elsewhere")
+    assert commands() == plain
+    assert all(env is None for _, env, _ in plain.values())
+    assert "/elsewhere" not in str(plain) and "var/landing" not in str(plain)
+    # what a task then loads on a cluster worker: its Spark master and the object-store lake
     cluster = load_settings(environ={"RECPIPE_ENV": "cluster"})
     assert cluster.spark.master == "yarn"
     assert cluster.lake_path("gold", "topn").startswith("s3a://")
     assert int(cluster.spark.conf["spark.executor.instances"]) > 1
+
+
+def test_every_task_of_both_dags_comes_from_the_one_factory(dagbag):
+    from recpipe.airflow_tasks import log_failure
+
+    for dag_id in ("recpipe_nightly", "recpipe_hourly"):
+        for task in dagbag.dags[dag_id].tasks:
+            if task.task_id != WATCHER:
+                assert task.on_failure_callback in (log_failure, [log_failure]), task.task_id

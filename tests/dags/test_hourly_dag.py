@@ -1,4 +1,5 @@
-"""The hourly DAG parses cleanly, wires ingest before the release and uses the logical time."""
+"""The hourly DAG parses cleanly, wires ingest, the parent choice and the release in order,
+and uses the logical time."""
 
 import shlex
 from datetime import UTC, datetime
@@ -21,15 +22,25 @@ def dag():
     return bag.dags["recpipe_hourly"]
 
 
-def test_graph_is_ingest_then_release(dag):
+def test_graph_is_ingest_then_parent_then_release(dag):
     edges = {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
-    assert {t.task_id for t in dag.tasks} == {"ingest_spool", "refresh_users"}
-    assert edges == {("ingest_spool", "refresh_users")}
+    assert {t.task_id for t in dag.tasks} == {"ingest_spool", "choose_parent", "refresh_users"}
+    assert edges == {("ingest_spool", "choose_parent"), ("choose_parent", "refresh_users")}
     assert {t.task_id for t in dag.tasks} == {s.task_id for s in HOURLY}
     for task in dag.tasks:
         assert task.retries >= 1
-        assert task.pool == "spark"
+        assert task.pool == ("default_pool" if task.task_id == "choose_parent" else "spark")
+        assert task.on_failure_callback  # the same factory as the nightly's
     assert dag.max_active_runs == 1 and not dag.catchup
+
+
+def test_the_release_step_gets_its_parent_from_the_parent_task(dag):
+    chooser, release = dag.get_task("choose_parent"), dag.get_task("refresh_users")
+    assert chooser.do_xcom_push
+    assert "release parent" in chooser.bash_command
+    assert "xcom_pull(task_ids=" in release.bash_command and "choose_parent" in \
+        release.bash_command
+    assert "CURRENT" not in release.bash_command
 
 
 def test_runs_every_hour_at_the_logical_time(dag):
@@ -59,8 +70,8 @@ def test_commands_take_date_and_hour_from_the_logical_date(dag):
         assert "--ds '{{ ds }}'" in cmd
         assert "--hour '{{ logical_date.hour }}'" in cmd
         assert "now" not in cmd
-    assert "--step ingest" in cmds["ingest_spool"] and "--spool" in cmds["ingest_spool"]
-    assert "--step release" in cmds["refresh_users"]
+    assert cmds["ingest_spool"].split()[1] == "hourly" and "--spool" in cmds["ingest_spool"]
+    assert "release hourly" in cmds["refresh_users"]
 
 
 def test_hourly_command_renders_with_airflow_templates(dag):
@@ -70,15 +81,23 @@ def test_hourly_command_renders_with_airflow_templates(dag):
     text = Environment().from_string(task.bash_command).render(
         ds="1998-04-23", logical_date=datetime(1998, 4, 23, 7, tzinfo=UTC),
         params={"spool": "/srv/spool"})
-    assert shlex.split(text)[1:] == ["hourly", "--step", "ingest", "--ds", "1998-04-23",
-                                     "--hour", "7", "--spool", "/srv/spool"]
+    assert shlex.split(text)[1:] == ["hourly", "--ds", "1998-04-23", "--hour", "7", "--spool",
+                                     "/srv/spool"]
+    release = dag.get_task("refresh_users")
+    text = Environment().from_string(release.bash_command).render(
+        ds="1998-04-23", logical_date=datetime(1998, 4, 23, 7, tzinfo=UTC),
+        ti=type("TI", (), {"xcom_pull": staticmethod(
+            lambda task_ids: f"parent-from-{task_ids}")}))
+    assert shlex.split(text)[1:] == ["release", "hourly", "--ds", "1998-04-23", "--hour", "7",
+                                     "--parent", "parent-from-choose_parent"]
 
 
 def test_recpipe_run_knows_both_pipelines_and_keeps_nightly():
     assert PIPELINES == {"nightly": NIGHTLY, "hourly": HOURLY}
-    assert [s.task_id for s in ordered(HOURLY)] == ["ingest_spool", "refresh_users"]
+    assert [s.task_id for s in ordered(HOURLY)] == ["ingest_spool", "choose_parent",
+                                                    "refresh_users"]
     args = HOURLY[0].argv(ds="D", hour="5", spool="")
-    assert args == ["hourly", "--step", "ingest", "--ds", "D", "--hour", "5", "--spool", ""]
+    assert args == ["hourly", "--ds", "D", "--hour", "5", "--spool", ""]
 
 
 def test_recpipe_run_hourly_needs_an_hour(capsys):

@@ -255,7 +255,7 @@ def test_three_backfill_runs_end_well(backfill):
 
 def test_a_date_is_published_if_and_only_if_its_gate_passed(backfill):
     from evaluation.gate import load_verdict
-    from serving_export.release import list_releases, read_history
+    from serving_export.release.publish import list_releases, read_history
 
     lake = _lake(backfill["env"])
     root = Path(backfill["env"]["RECPIPE_SERVING__RELEASES_ROOT"])

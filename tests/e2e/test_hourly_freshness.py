@@ -112,8 +112,8 @@ def service(copied_pipeline):
 
 def test_a_click_changes_the_users_recommendations_after_the_hourly_run(
         copied_pipeline, service):
-    from serving_export.publish import current_release
-    from serving_export.release import load_release
+    from serving_export.release.publish import current_release
+    from serving_export.release.reader import load_release
 
     env, tmp = copied_pipeline
     root = tmp / "releases"

@@ -108,7 +108,8 @@ def test_cold_items_get_and_appear_in_similar_items(nightly_run):
 def test_gate_verdict_release_and_registry(nightly_run):
     import json as _json
 
-    from serving_export.release import current_release, load_release
+    from serving_export.release.publish import current_release
+    from serving_export.release.reader import load_release
 
     env, tmp = nightly_run
     lake = _lake(env)
@@ -126,7 +127,7 @@ def test_gate_verdict_release_and_registry(nightly_run):
 
 def test_first_night_publishes_only_if_the_gate_passed(nightly_run):
     from evaluation.gate import load_verdict
-    from serving_export.release import list_releases, read_history
+    from serving_export.release.publish import list_releases, read_history
 
     env, tmp = nightly_run
     first_passed, reasons, _ = load_verdict(_lake(env), FIRST_DS)

@@ -1,9 +1,11 @@
 """The promotion gate: its checks on hand-made values, and the whole flow with a real MLflow
 (SQLite store in a temporary folder) on the tiny lake of ``test_offline``.
 
-Flow: day 1 a good model (no champion yet) is promoted; day 2 a broken one (cluster A and B
-item vectors swapped) is rejected with reasons and the alias does not move; day 3 a good one
-is promoted and ``previous`` keeps day 1's version.
+Flow: day 1 a good model (no champion yet) passes, and becomes champion when its release is
+published (not before); day 2 a broken one (cluster A and B item vectors swapped) is
+rejected with reasons and the alias does not move; day 3 a good one passes and, published,
+becomes champion with ``previous`` keeping day 1's version; a rollback of the releases moves
+the aliases back to day 1.
 
 On every day's holdout (see ``test_offline``; u7 has no vector and gets the popularity list,
 truth at rank 3): good model NDCG@10 = (0.817529 + 5 + 0.5) / 7 = 0.902504, recall@2 =
@@ -149,31 +151,54 @@ def _ranker_alias(cfg, alias: str) -> str | None:
     return None if found is None else str(found.version)
 
 
+def _publish(settings, cfg, root, ds):
+    """Write a release for ``ds`` (gate passed) and publish it through the release layer."""
+    from bench.release_synth import tiny_release_data
+    from serving_export.release.promotion import publish_release
+    from serving_export.release.writer import write_release
+
+    rid = f"{ds}-rel"
+    write_release(root, rid, tiny_release_data(ds=ds))
+    publish_release(settings.model_copy(update={"mlflow": cfg.mlflow}), root, rid)
+    return rid
+
+
+def _champion(cfg, name, alias="champion"):
+    from evaluation import registry
+
+    with registry.tracking(cfg.mlflow) as client:
+        found = registry.alias_version(client, name, alias)
+    return None if found is None else str(found.version)
+
+
 def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     from evaluation import gate, offline, registry
+    from serving_export.release.promotion import rollback_release
 
     settings, cfg, lake = env
     name = cfg.mlflow.embeddings_model
+    root = tmp_path / "releases"
     rankers = {day: _ranker_version(cfg, day, tmp_path) for day in (DS, DAY2, DAY3)}
 
-    # day 1: no champion; beats popularity -> promoted
+    # day 1: no champion; beats popularity -> passes; the alias waits for the publish
     write_day(lake, DS, GOOD_ITEMS, "als-day1")
     offline.run(settings, DS, cfg)
     code, out, err = _cli(gate, DS, settings, cfg, monkeypatch, capsys)
     first = json.loads(out)
     assert code == 0, err
-    assert first["passed"] and first["promoted"] and first["champion"] is None
+    assert first["passed"] and first["champion"] is None and "promoted" not in first
     assert first["reasons"] == []
     assert first["metrics"]["candidate"]["ndcg@10"] == pytest.approx(GOOD_NDCG)
     assert first["metrics"]["candidate"]["recall@2"] == pytest.approx(5.5 / 7)
     assert first["metrics"]["popularity"]["ndcg@10"] == pytest.approx(POP_NDCG)
     assert first["metrics"]["popularity"]["recall@2"] == 0.0
-    with registry.tracking(cfg.mlflow) as client:
-        v1 = str(registry.alias_version(client, name, registry.CHAMPION).version)
-        assert v1 == first["candidate"]
-        assert registry.alias_version(client, name, registry.PREVIOUS) is None
+    assert _champion(cfg, name) is None  # the gate moves no alias
+    _publish(settings, cfg, root, DS)
+    v1 = _champion(cfg, name)
+    assert v1 == first["candidate"]
+    assert _champion(cfg, name, registry.PREVIOUS) is None
     # the ranker trained for the same date moves with it
-    assert _ranker_alias(cfg, registry.CHAMPION) == rankers[DS]
+    assert _champion(cfg, cfg.mlflow.ranker_model) == rankers[DS]
     assert gate.read_verdict(lake, DS)["passed"] is True
     # coverage@2 over the users with a vector: a2 a3 | a3 a4 | a1 a3 | b3 b4 | b3 b4 | b4 a1
     (coverage,) = [r["value"] for r in lake.read_arrow("gold/evaluation", [DS]).to_pylist()
@@ -186,7 +211,7 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     code, out, err = _cli(gate, DAY2, settings, cfg, monkeypatch, capsys)
     second = json.loads(out)
     assert code == 1
-    assert not second["passed"] and not second["promoted"] and second["champion"] == v1
+    assert not second["passed"] and second["champion"] == v1
     assert second["metrics"]["candidate"]["ndcg@10"] == pytest.approx(BROKEN_NDCG)
     assert second["metrics"]["champion"]["ndcg@10"] == pytest.approx(GOOD_NDCG)
     failed = {c["name"] for c in second["checks"] if not c["passed"]}
@@ -195,9 +220,9 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     assert "REJECTED" in err and "does not beat popularity" in err and "drops more than" in err
     verdict = gate.read_verdict(lake, DAY2)
     assert verdict["passed"] is False and len(verdict["reasons"]) == 4
-    assert _ranker_alias(cfg, registry.CHAMPION) == rankers[DS]  # day 2's ranker stays out
+    assert _champion(cfg, cfg.mlflow.ranker_model) == rankers[DS]  # day 2's ranker stays out
+    assert _champion(cfg, name) == v1
     with registry.tracking(cfg.mlflow) as client:
-        assert str(registry.alias_version(client, name, registry.CHAMPION).version) == v1
         broken = registry.find_version(client, name, DAY2)
         assert broken.tags[registry.TAG_GATE_PASSED] == "false"
         run = client.get_run(broken.tags[registry.TAG_EVAL_RUN])
@@ -210,37 +235,42 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     # rerunning day 2 gives the same verdict
     assert not gate.run(settings, DAY2, cfg).passed
 
-    # day 3: good again -> promoted over day 1; previous keeps day 1
+    # day 3: good again -> passes against day 1; published, it is champion, previous day 1
     write_day(lake, DAY3, GOOD_ITEMS, "als-day3")
     offline.run(settings, DAY3, cfg)
     third = gate.run(settings, DAY3, cfg)
-    assert third.passed and third.promoted and third.champion == v1
-    with registry.tracking(cfg.mlflow) as client:
-        assert str(registry.alias_version(client, name, registry.CHAMPION).version) == \
-            third.candidate
-        assert str(registry.alias_version(client, name, registry.PREVIOUS).version) == v1
-    assert _ranker_alias(cfg, registry.CHAMPION) == rankers[DAY3]
-    assert _ranker_alias(cfg, registry.PREVIOUS) == rankers[DS]
-    # rerun of day 3: already champion, compared with previous again, nothing moves
+    assert third.passed and third.champion == v1
+    assert _champion(cfg, name) == v1
+    _publish(settings, cfg, root, DAY3)
+    assert _champion(cfg, name) == third.candidate
+    assert _champion(cfg, name, registry.PREVIOUS) == v1
+    assert _champion(cfg, cfg.mlflow.ranker_model) == rankers[DAY3]
+    assert _champion(cfg, cfg.mlflow.ranker_model, registry.PREVIOUS) == rankers[DS]
+    # rerun of day 3: already champion, compared with previous again
     again = gate.run(settings, DAY3, cfg)
-    assert again.passed and not again.promoted and again.champion == v1
+    assert again.passed and again.champion == v1
 
-    # a backfill of an old date is never promoted over a newer champion
+    # rolling the releases back moves the aliases back with CURRENT
+    live, champions = rollback_release(settings.model_copy(update={"mlflow": cfg.mlflow}),
+                                       root)
+    assert live == f"{DS}-rel"
+    assert champions == {name: v1, cfg.mlflow.ranker_model: rankers[DS]}
+    assert _champion(cfg, name) == v1 and _champion(cfg, cfg.mlflow.ranker_model) == rankers[DS]
+
+    # a backfill of an old date never passes against a newer champion
     write_day(lake, "2024-01-01", GOOD_ITEMS, "als-old")
     offline.run(settings, "2024-01-01", cfg)
     old = gate.run(settings, "2024-01-01", cfg)
     assert not old.passed and [c.name for c in old.checks if not c.passed] == [
         "not_older_than_champion"]
-    with registry.tracking(cfg.mlflow) as client:
-        assert str(registry.alias_version(client, name, registry.CHAMPION).version) == \
-            third.candidate
+    assert _champion(cfg, name) == v1
 
 
 def test_verdict_json_has_no_nan():
     from evaluation.gate import Verdict
 
     v = Verdict(ds=DS, passed=False, reasons=("x",), candidate="2", champion=None,
-                promoted=False, metrics={"candidate": {"ndcg@10": float("nan")}})
+                metrics={"candidate": {"ndcg@10": float("nan")}})
     text = json.dumps(v.to_json(), allow_nan=False)
     assert json.loads(text)["metrics"]["candidate"]["ndcg@10"] is None
 

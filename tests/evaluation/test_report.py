@@ -42,7 +42,7 @@ def lake(settings, tmp_path):
     write_rows(lake, D1, evaluation_table(_rows(1.0), D1, "als-d1", "run-d1"))
     write_rows(lake, D2, evaluation_table(_rows(0.5), D2, "als-d2", "run-d2"))
     verdict = Verdict(ds=D2, passed=False, reasons=("ndcg@10 0.1650 drops <&> too much",),
-                      candidate="2", champion="1", promoted=False,
+                      candidate="2", champion="1",
                       metrics={"candidate": {"ndcg@10": 0.165}, "champion": {"ndcg@10": 0.33},
                                "popularity": {"ndcg@10": 0.055}},
                       checks=(Check("no_regression:ndcg@10", False, "drops"),))

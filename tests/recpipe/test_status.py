@@ -7,13 +7,13 @@ import json
 
 import pyarrow as pa
 
+from bench.release_synth import synthetic_release_data
 from conf import load_settings
 from jobs.lake import Lake
 from jobs.tables import EVALUATION
 from recpipe import runlog, status
-from serving_export.publish import RUN_SUMMARY_SUFFIX, list_releases, prune, publish
-from serving_export.release_synth import synthetic_release_data
-from serving_export.release_writer import write_release
+from serving_export.release.publish import RUN_SUMMARY_SUFFIX, list_releases, prune, publish
+from serving_export.release.writer import write_release
 
 DS = "2024-01-01"
 

@@ -11,9 +11,10 @@ import pytest
 from conf.errors import RecallTargetNotMet
 from conf.index import IndexSettings
 from evaluation.metrics import ann_recall
-from serving_export.faiss_index import ShardedIndex, build_index, build_sharded_hnsw
-from serving_export.faiss_tuning import exact_search, tune_ef_search
-from tests.serving_export.test_faiss_index import N_ITEMS, brute_force, make_data
+from serving_export.index.build import build_index, build_sharded_hnsw
+from serving_export.index.shards import ShardedIndex
+from serving_export.index.tuning import exact_search, tune_ef_search
+from tests.serving_export.index.test_shards import N_ITEMS, brute_force, make_data
 
 
 @pytest.fixture(scope="module")

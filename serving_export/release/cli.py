@@ -1,4 +1,6 @@
-"""``recpipe release list | show ID | verify ID | publish ID | rollback [ID] | prune``."""
+"""``recpipe release list | show ID | verify ID | publish ID | rollback [ID] | prune |
+history | parent | hourly``: manage releases; publishing and rollback move the MLflow
+``champion`` aliases with ``CURRENT``."""
 
 from __future__ import annotations
 
@@ -6,18 +8,18 @@ import argparse
 import json
 from pathlib import Path
 
-from conf import load_settings
+from conf import Settings, load_settings
 from conf.errors import ReleaseError, UsageError
-from serving_export.publish import (
+from serving_export.release import hourly
+from serving_export.release.promotion import publish_release, rollback_release
+from serving_export.release.publish import (
     current_release,
     list_releases,
     prune,
-    publish,
     read_history,
-    rollback,
     rollback_target,
 )
-from serving_export.release_reader import verify_release
+from serving_export.release.reader import verify_release
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--keep", type=int, help="releases to keep (default: keep_releases)")
     pr.add_argument("--dry-run", action="store_true")
     sub.add_parser("history", help="print the publish history")
+    parent = sub.add_parser("parent", help="print the parent release of an hourly run")
+    hourly.add_arguments(parent, parent=False)
+    build = sub.add_parser("hourly", help="build and publish an hour's incremental release")
+    hourly.add_arguments(build, parent=True)
     return parser
 
 
@@ -53,7 +59,7 @@ def release_for_date(root: Path, ds: str | None) -> str:
     return max(found, key=lambda r: (r.created_at or "", r.release_id)).release_id
 
 
-def run(root: Path, args: argparse.Namespace, keep_default: int) -> int:
+def run(settings: Settings, root: Path, args: argparse.Namespace) -> int:
     """Carry out one release command under ``root``; print to stdout; return 0."""
     if args.command == "list":
         releases = list_releases(root)
@@ -76,14 +82,14 @@ def run(root: Path, args: argparse.Namespace, keep_default: int) -> int:
             print(json.dumps(manifest, indent=2, sort_keys=True))
     elif args.command == "publish":
         target = args.release_id or release_for_date(root, args.ds)
-        previous = publish(root, target)
-        print(f"CURRENT: {previous} -> {target}")
+        previous, champions = publish_release(settings, root, target)
+        print(f"CURRENT: {previous} -> {target}; champion: {champions or '-'}")
     elif args.command == "rollback":
         previous = current_release(root)
-        target = rollback(root, args.release_id)
-        print(f"CURRENT: {previous} -> {target} (rollback)")
+        target, champions = rollback_release(settings, root, args.release_id)
+        print(f"CURRENT: {previous} -> {target} (rollback); champion: {champions or '-'}")
     elif args.command == "prune":
-        keep = keep_default if args.keep is None else args.keep
+        keep = settings.serving.keep_releases if args.keep is None else args.keep
         deleted = prune(root, keep, dry_run=args.dry_run)
         verb = "would delete" if args.dry_run else "deleted"
         print(f"{verb} {len(deleted)}: {' '.join(deleted) or '-'}; "
@@ -92,6 +98,10 @@ def run(root: Path, args: argparse.Namespace, keep_default: int) -> int:
         for entry in read_history(root):
             print(f"{entry.get('at')}  {entry.get('action'):<8}  {entry['release_id']}  "
                   f"(was {entry.get('previous')})")
+    elif args.command == "parent":
+        return hourly.main_parent(settings, args)
+    elif args.command == "hourly":
+        return hourly.main_hourly(settings, args)
     return 0
 
 
@@ -100,7 +110,10 @@ def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     settings = load_settings()
-    root = Path(args.releases_root or settings.serving.releases_root)
+    if args.releases_root:
+        settings = settings.model_copy(update={"serving": settings.serving.model_copy(
+            update={"releases_root": settings.resolve(args.releases_root)})})
+    root = Path(settings.serving.releases_root)
     if args.command == "prune" and args.keep is not None and args.keep < 1:
         raise UsageError(f"--keep must be >= 1, got {args.keep}")
-    return run(root, args, settings.serving.keep_releases)
+    return run(settings, root, args)

@@ -18,7 +18,7 @@ import numpy as np
 
 from conf.errors import RecallTargetNotMet
 from evaluation.metrics import ann_recall
-from serving_export.faiss_index import ShardedIndex, Tuning, as_vectors, to_gpu
+from serving_export.index.shards import ShardedIndex, Tuning, as_vectors, to_gpu
 
 logger = logging.getLogger(__name__)
 

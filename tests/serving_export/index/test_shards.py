@@ -7,7 +7,8 @@ import pytest
 
 from conf.errors import IndexCorrupt, IndexDirectoryNotEmpty
 from evaluation.metrics import ann_recall
-from serving_export.faiss_index import ShardedIndex, build_sharded_hnsw
+from serving_export.index.build import build_sharded_hnsw
+from serving_export.index.shards import ShardedIndex
 
 N_ITEMS, DIM = 1500, 16
 

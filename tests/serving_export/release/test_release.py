@@ -8,16 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from bench.release_synth import tiny_release_data
 from conf.errors import ReleaseCorrupt, ReleaseExists, ReleaseIncomplete
-from serving_export.release import (
-    Embeddings,
-    GateVerdict,
-    ReleaseData,
-    load_release,
-    verify_release,
-    write_release,
-)
-from serving_export.release_synth import tiny_release_data
+from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
+from serving_export.release.reader import load_release, verify_release
+from serving_export.release.writer import write_release
 
 
 @pytest.fixture

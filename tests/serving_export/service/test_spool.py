@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from serving_export.spool import EventSpool, GroupCommitSpool, read_spool, spool_files
+from serving_export.service.spool import EventSpool, GroupCommitSpool, read_spool, spool_files
 
 
 def _event(k: int) -> dict:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from bench.redis_server import RedisServer, redis_binary
 from conf.errors import StoreUnavailable
-from serving_export.realtime import InProcessStore, Interaction, RedisStore
-from serving_export.realtime_server import RedisServer, redis_binary
+from serving_export.service.realtime import InProcessStore, Interaction, RedisStore
 
 needs_redis = pytest.mark.skipif(redis_binary() is None,
                                  reason="redis-server binary not installed")

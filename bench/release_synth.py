@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from serving_export.release_writer import Embeddings, GateVerdict, ReleaseData
+from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
 
 CATEGORIES = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
 SOURCES = ("als", "content", "covis", "popular")

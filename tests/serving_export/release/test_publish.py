@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.release_synth import tiny_release_data
 from conf.errors import (
     PublishError,
     ReleaseCorrupt,
@@ -20,19 +21,18 @@ from conf.errors import (
     ReleaseIncomplete,
     ReleaseNotFound,
 )
-from serving_export.release import (
+from serving_export.release.publish import (
     current_release,
     list_releases,
     prune,
     publish,
     rollback,
     rollback_target,
-    write_release,
 )
-from serving_export.release_synth import tiny_release_data
+from serving_export.release.writer import write_release
 from tests.conftest import recpipe
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -106,17 +106,18 @@ def test_killed_writer_never_becomes_current(root):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from serving_export import release_writer
-        from serving_export.release_synth import tiny_release_data
+        from serving_export.release import writer as release_writer
+        from serving_export.release.files import ReleaseFiles
+        from bench.release_synth import tiny_release_data
         saved = []
-        original = release_writer._Files.save
+        original = ReleaseFiles.save
         def slow_save(self, rel, array):
             original(self, rel, array)
             saved.append(rel)
             if len(saved) == 3:
                 print("HALFWAY", flush=True)
                 time.sleep(60)
-        release_writer._Files.save = slow_save
+        ReleaseFiles.save = slow_save
         release_writer.write_release({str(root)!r}, "half", tiny_release_data())
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

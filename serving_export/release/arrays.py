@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from serving_export.release_format import OVERALL, encode_ids, lookup_rows
+from serving_export.release.format import OVERALL, encode_ids, lookup_rows
 
 logger = logging.getLogger(__name__)
 

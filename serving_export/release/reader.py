@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from conf.errors import ReleaseCorrupt, ReleaseIncomplete, ReleaseNotFound
-from serving_export.release_format import (
+from serving_export.release.format import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,

@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 from starlette.datastructures import QueryParams
 
-from serving_export.realtime import EMPTY, Recent
-from serving_export.release import publish, write_release
-from serving_export.release_reader import Release
-from serving_export.release_synth import synthetic_release_data, tiny_release_data
+from bench.release_synth import synthetic_release_data, tiny_release_data
+from bench.server_thread import ServerThread
+from serving_export.release.publish import publish
+from serving_export.release.reader import Release
+from serving_export.release.writer import write_release
 from serving_export.service import answers, create_app
-from serving_export.service.app import query_args
 from serving_export.service.http import HeldHeadTransport
+from serving_export.service.lookups import query_args
 from serving_export.service.models import Filters
+from serving_export.service.realtime import EMPTY, Recent
 from serving_export.service.recommend import Blend, ListHead, recommend_user
-from serving_export.service.testing import ServerThread
-from tests.serving_export.test_service import settings_for
+from tests.serving_export.service.test_service import settings_for
 
 
 @pytest.mark.parametrize("raw", [

@@ -29,15 +29,10 @@ from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.tables import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
-from serving_export.release import (
-    OVERALL,
-    Embeddings,
-    GateVerdict,
-    ReleaseData,
-    list_releases,
-    publish,
-    write_release,
-)
+from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
+from serving_export.release.format import OVERALL
+from serving_export.release.publish import list_releases, publish
+from serving_export.release.writer import write_release
 
 log = logging.getLogger(__name__)
 READS = ("gold/topn", "gold/similar_items", "gold/popularity", "gold/user_embeddings",
@@ -75,7 +70,7 @@ def read_verdict(lake: Lake, ds: str) -> tuple[GateVerdict, dict[str, float]]:
 def build_faiss(settings: Settings, item_emb: Embeddings, user_emb: Embeddings,
                 folder: Path) -> Path | None:
     """The sharded HNSW index over item vectors (ids are rows of ``item_emb``)."""
-    from serving_export.faiss_index import build_index
+    from serving_export.index.build import build_index
 
     if len(item_emb.ids) < 2:
         return None

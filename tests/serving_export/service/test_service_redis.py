@@ -5,13 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from serving_export.realtime_server import RedisServer, redis_binary
-from serving_export.release import publish, write_release
-from serving_export.release_synth import tiny_release_data
+from bench.redis_server import RedisServer, redis_binary
+from bench.release_synth import tiny_release_data
+from bench.server_thread import ServerThread
+from serving_export.release.publish import publish
+from serving_export.release.writer import write_release
 from serving_export.service import create_app
-from serving_export.service.testing import ServerThread
-from serving_export.spool import read_spool
-from tests.serving_export.test_service import KEY, ids, settings_for
+from serving_export.service.spool import read_spool
+from tests.serving_export.service.test_service import KEY, ids, settings_for
 
 pytestmark = [
     pytest.mark.redis,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from conf.errors import PublishError, ReleaseError, ReleaseGateFailed, ReleaseNotFound
-from serving_export.release_format import (
+from serving_export.release.format import (
     CURRENT,
     HISTORY,
     LOCK,
@@ -34,7 +34,7 @@ from serving_export.release_format import (
     fsync_path,
     read_manifest,
 )
-from serving_export.release_reader import verify_release
+from serving_export.release.reader import verify_release
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from serving_export.realtime_server import free_port
+from bench.redis_server import free_port
 from serving_export.service.http import server_config
 
 

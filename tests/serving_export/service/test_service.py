@@ -8,11 +8,12 @@ import json
 import httpx
 import pytest
 
+from bench.release_synth import tiny_release_data
+from bench.server_thread import ServerThread
 from conf import load_settings
-from serving_export.release import publish, write_release
-from serving_export.release_synth import tiny_release_data
+from serving_export.release.publish import publish
+from serving_export.release.writer import write_release
 from serving_export.service import create_app
-from serving_export.service.testing import ServerThread
 
 KEY = "s3cret"
 
@@ -139,7 +140,7 @@ def test_events_need_the_api_key_and_are_spooled(server):
     assert r.json() == {"accepted": 1, "event_ids": ["ev-1"], "degraded": False}
     # bob clicked i3: it leaves his list; i3 seeds no similar items, so no blend
     assert ids(get(server, "/recommendations/users/bob", n=2).json()) == ["i1", "i7"]
-    from serving_export.spool import read_spool
+    from serving_export.service.spool import read_spool
     events = list(read_spool(server.settings.spool_dir, include_open=True))
     assert {"event_id": "ev-1", "user_id": "bob", "item_id": "i3", "event_type": "click",
             "value": None, "ts": "2024-01-01T10:00:00Z", "surface": None} in events
