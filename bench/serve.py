@@ -16,12 +16,10 @@ release load < 2 s. Every request goes to 127.0.0.1, bounded in count and time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -32,232 +30,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.load import (
+    batch_script,
+    fixed_rate,
+    healthz_script,
+    median_run,
+    redis_get,
+    rss_mb,
+    run_wrk,
+    similar_script,
+    user_script,
+)
+from bench.serve_scale import scale
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """Resident memory of a process in MiB (from /proc): ``VmRSS`` (all), ``RssAnon`` (the
-    process's own heap) or ``RssFile`` (mapped file pages: the release's page cache, shared
-    and reclaimable)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
-    if not match:
-        raise ValueError(f"unparseable wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_wrk(output: str) -> dict[str, float]:
-    """p50/p99 (ms) and requests/s from ``wrk --latency`` output."""
-    out: dict[str, float] = {}
-    for pct, key in (("50%", "p50_ms"), ("99%", "p99_ms")):
-        match = re.search(rf"^\s+{re.escape(pct)}\s+(\S+)", output, re.M)
-        if match:
-            out[key] = _ms(match.group(1))
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match:
-        out["rps"] = float(match.group(1))
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    out["non_2xx"] = float(errors.group(1)) if errors else 0.0
-    return out
-
-
-def run_wrk(url: str, script: str | None, seconds: int, connections: int) -> dict[str, float]:
-    """Run wrk (1 thread) against ``url``, optionally with a Lua script."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(script or "")
-        lua = fh.name
-    try:
-        if script:
-            cmd += ["-s", lua]
-        done = subprocess.run([*cmd, url], capture_output=True, text=True, check=True,
-                              timeout=seconds + 30)
-    finally:
-        os.unlink(lua)
-    return parse_wrk(done.stdout)
-
-
-def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
-    """The run with the median requests/s (the lower middle one of an even count)."""
-    return sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
-
-
-def _user_script(n_users: int, n: int) -> str:
-    return (f"math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", "
-            f"string.format(\"/recommendations/users/u%07d?n={n}\", "
-            f"math.random(0, {n_users - 1})))\nend\n")
-
-
-def _healthz_script(n_users: int, n: int) -> str:
-    """``/healthz`` through the same per-request Lua as :func:`_user_script` (a random
-    path of the same length): the ceiling with the load generator's cost per request equal."""
-    return (f"math.randomseed(42)\nrequest = function()\n  return wrk.format(\"GET\", "
-            f"string.format(\"/healthz?u=u%07d&n={n}\", "
-            f"math.random(0, {n_users - 1})))\nend\n")
-
-
-def _similar_script(n_items: int, n: int) -> str:
-    return (f"math.randomseed(7)\nrequest = function()\n  return wrk.format(\"GET\", "
-            f"string.format(\"/recommendations/items/i%05d/similar?n={n}\", "
-            f"math.random(0, {n_items - 1})))\nend\n")
-
-
-def _batch_script(n_users: int, batch: int) -> str:
-    users = ",".join(f'"u{k % n_users:07d}"' for k in range(0, batch * 7, 7))
-    body = json.dumps(f'{{"user_ids":[{users}],"surface":"email","n":20}}')
-    return (f'wrk.method = "POST"\nwrk.body = {body}\n'
-            f'wrk.headers["Content-Type"] = "application/json"\n')
-
-
-async def _open_loop(url: str, n_users: int, rate: float, seconds: float,
-                     connections: int) -> dict[str, float]:
-    """Send requests at a fixed rate over keep-alive HTTP/1.1 connections (a minimal client,
-    so the generator itself stays cheap); latency counts from the scheduled send time, so a
-    slow server cannot hide queueing (no coordinated omission)."""
-    host, port = url.removeprefix("http://").split(":")
-    total = int(rate * seconds)
-    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
-    latencies: list[float] = []
-    errors = 0
-
-    async def worker() -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while (job := await queue.get()) is not None:
-                k, scheduled = job
-                path = f"/recommendations/users/u{(k * 7919) % n_users:07d}?n=20"
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head.split(b" ", 2)[1])
-                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
-                await reader.readexactly(length)
-                errors += status != 200
-                latencies.append((time.perf_counter() - scheduled) * 1e3)
-        finally:
-            writer.close()
-
-    workers = [asyncio.create_task(worker()) for _ in range(connections)]
-    start = time.perf_counter() + 0.2
-    for k in range(total):
-        scheduled = start + k / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait((k, scheduled))
-    for _ in workers:
-        queue.put_nowait(None)
-    await asyncio.wait_for(asyncio.gather(*workers), timeout=seconds + 30)
-    elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {"p50_ms": latencies[len(latencies) // 2],
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "achieved_rps": total / elapsed, "target_rps": rate, "requests": total,
-            "errors": errors}
-
-
-def fixed_rate(url: str, n_users: int, rate: float, seconds: float) -> dict[str, float]:
-    """Run :func:`_open_loop` in a separate Python process; return its figures."""
-    code = (f"import asyncio, json, sys; sys.path.insert(0, {str(REPO)!r}); "
-            f"from bench.serve import _open_loop; print(json.dumps(asyncio.run(_open_loop("
-            f"{url!r}, {n_users}, {rate}, {seconds}, 64))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=seconds + 60)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def redis_get(workdir: Path, size: int, requests: int) -> dict[str, float]:
-    """``redis-benchmark`` GET of a ``size``-byte value, 50 clients, on a private server."""
-    from bench.redis_server import RedisServer
-
-    if shutil.which("redis-benchmark") is None:
-        return {"skipped": "redis-benchmark not installed"}  # type: ignore[dict-item]
-    with RedisServer(workdir / "redis") as server:
-        done = subprocess.run(
-            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(server.port), "-t", "set,get",
-             "-n", str(requests), "-c", "50", "-d", str(size), "--csv"],
-            capture_output=True, text=True, check=True, timeout=120)
-    for line in done.stdout.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if cells and cells[0] == "GET":
-            out = {"rps": float(cells[1]), "value_bytes": size}
-            if len(cells) >= 7:
-                out.update(p50_ms=float(cells[4]), p99_ms=float(cells[6]))
-            return out
-    return {"skipped": f"unparsed redis-benchmark output: {done.stdout[:200]}"}  # type: ignore
-
-
-def _scale_probe(path: str, n_users: int, lookups: int) -> dict[str, float]:
-    """In a fresh process: load (verify + map) a release, then serve ``lookups`` users."""
-    import numpy as np
-
-    from serving_export.release.reader import Release
-    from serving_export.service.answers import user_answer
-    from serving_export.service.realtime import EMPTY
-    from serving_export.service.recommend import Blend, recommend_user
-
-    pid = os.getpid()
-    base = _rss_mb(pid)
-    t0 = time.perf_counter()
-    rel = Release.load(path)
-    load_s = time.perf_counter() - t0
-    after_load = _rss_mb(pid)
-    rng = np.random.default_rng(0)
-    users = [f"u{k:07d}" for k in rng.integers(0, n_users, size=lookups)]
-    t0 = time.perf_counter()
-    for user in users:
-        source, entries, _ = recommend_user(rel, "home_feed", user, 20, None, EMPTY, Blend())
-        user_answer(rel, user, "home_feed", source, False, entries)
-    per_answer_us = (time.perf_counter() - t0) / lookups * 1e6
-    after_lookups = _rss_mb(pid)
-    anon_after_lookups = _rss_mb(pid, "RssAnon")
-    file_after_lookups = _rss_mb(pid, "RssFile")
-    t0 = time.perf_counter()
-    Release.load(path, verify=False)
-    map_only_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ids = rel.user_ids
-    index = {ids[k]: k for k in range(len(ids))}
-    dict_build_s = time.perf_counter() - t0
-    dict_mb = _rss_mb(pid) - after_lookups
-    del index
-    return {"load_s": load_s, "map_only_s": map_only_s, "rss_mb_before": base,
-            "rss_mb_after_load": after_load, "rss_mb_after_lookups": after_lookups,
-            "rss_anon_mb_after_lookups": anon_after_lookups,
-            "rss_file_mb_after_lookups": file_after_lookups,
-            "lookups": lookups, "answer_us": per_answer_us, "dict_index_build_s": dict_build_s,
-            "dict_index_mb": dict_mb,
-            "release_mb": sum(f.stat().st_size for f in Path(path).rglob("*")
-                              if f.is_file()) / 2**20}
-
-
-def scale(workdir: Path, n_users: int, topn: int, dim: int) -> dict[str, Any]:
-    """Build a release of ``n_users`` x ``topn`` and probe it in a fresh process."""
-    from bench.release_synth import synthetic_release_data
-    from serving_export.release.writer import write_release
-
-    t0 = time.perf_counter()
-    data = synthetic_release_data(n_users, 20_000, topn=topn, dim=dim,
-                                  surfaces=("home_feed",))
-    path = write_release(workdir / "scale", "scale", data)
-    del data
-    build_s = time.perf_counter() - t0
-    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); from bench.serve import "
-            f"_scale_probe; print(json.dumps(_scale_probe({str(path)!r}, {n_users}, 10000)))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=600)
-    probe = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"users": n_users, "topn": topn, "dim": dim, "items": 20_000,
-            "build_s": build_s, **probe}
 
 
 def _start_service(root: Path, workdir: Path, port: int,
@@ -316,12 +104,12 @@ def _alternate(url: str, args: argparse.Namespace) -> dict[str, Any]:
     the rounds' ratios."""
     sec, conns = args.seconds, args.connections
     run_wrk(url + "/healthz", None, 1, conns)
-    run_wrk(url, _user_script(args.users, 20), 1, conns)
+    run_wrk(url, user_script(args.users, 20), 1, conns)
     rounds = [(run_wrk(url + "/healthz", None, sec, conns),
-               run_wrk(url, _user_script(args.users, 20), sec, conns))
+               run_wrk(url, user_script(args.users, 20), sec, conns))
               for _ in range(args.rounds)]
-    return {"healthz": _median_run([h for h, _ in rounds]),
-            "users": _median_run([u for _, u in rounds]),
+    return {"healthz": median_run([h for h, _ in rounds]),
+            "users": median_run([u for _, u in rounds]),
             "ratio": statistics.median(u["rps"] / h["rps"] for h, u in rounds),
             "rounds": [{"healthz_rps": h["rps"], "user_rps": u["rps"]} for h, u in rounds]}
 
@@ -351,13 +139,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["answer_bytes"] = len(answer)
         main = _alternate(url, args)
         health, users = main["healthz"], main["users"]
-        health_scripted = run_wrk(url, _healthz_script(args.users, 20), sec, conns)
-        similar = run_wrk(url, _similar_script(args.items, 20), sec, conns)
-        batch = run_wrk(url + "/recommendations/batch", _batch_script(args.users, 100), sec,
+        health_scripted = run_wrk(url, healthz_script(args.users, 20), sec, conns)
+        similar = run_wrk(url, similar_script(args.items, 20), sec, conns)
+        batch = run_wrk(url + "/recommendations/batch", batch_script(args.users, 100), sec,
                         min(conns, 8))
         rate = fixed_rate(url, args.users, args.rate, args.rate_seconds)
-        results["rss_mb"] = _rss_mb(proc.pid)
-        results["rss_anon_mb"] = _rss_mb(proc.pid, "RssAnon")
+        results["rss_mb"] = rss_mb(proc.pid)
+        results["rss_anon_mb"] = rss_mb(proc.pid, "RssAnon")
         results.update(
             p50_ms=rate["p50_ms"], p99_ms=rate["p99_ms"], rps=users["rps"],
             healthz_rps=health["rps"], ratio_to_healthz=main["ratio"], rounds=main["rounds"],

@@ -9,6 +9,17 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+"""The benchmark data beside the checkout (``../shared/data``)."""
+IN_CI = bool(os.environ.get("CI"))
+"""CI sets ``CI``: there, a missing dependency is a broken set-up, not a reason to skip."""
+
+
+def require(available: bool, reason: str) -> None:
+    """Go on when ``available``; else skip the test, or fail it in CI (``make test``
+    installs everything a test needs, so a missing part there must be seen)."""
+    if not available:
+        (pytest.fail if IN_CI else pytest.skip)(reason)
 
 
 def pytest_collection_modifyitems(config, items):

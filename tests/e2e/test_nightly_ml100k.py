@@ -123,6 +123,21 @@ def test_gate_verdict_release_and_registry(nightly_run):
     assert manifest["gate"]["passed"] is True
     release = load_release(tmp / "releases" / current)
     assert release is not None
+    # the registry names as champion exactly the models the live release serves: the
+    # versions registered for DS (the embeddings tagged with the served model version)
+    from evaluation import registry
+
+    cfg = load_settings(environ=env).mlflow
+    with registry.tracking(cfg) as client:
+        for name in (cfg.embeddings_model, cfg.ranker_model):
+            champion = registry.alias_version(client, name, registry.CHAMPION)
+            registered = registry.find_version(client, name, DS)
+            assert champion is not None and registered is not None, name
+            assert str(champion.version) == str(registered.version), name
+            assert champion.tags[registry.TAG_DS] == DS
+        embeddings = registry.alias_version(client, cfg.embeddings_model, registry.CHAMPION)
+        assert embeddings.tags[registry.TAG_MODEL_VERSION] == \
+            manifest["model_versions"]["embeddings"]
 
 
 def test_first_night_publishes_only_if_the_gate_passed(nightly_run):

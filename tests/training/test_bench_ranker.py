@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bench.ranker import ctr_examples, feature_spec, random_split
+from bench.ranker_ctr import ctr_examples, feature_spec, random_split
 from tests.conftest import recpipe
 
 MAP = pa.map_(pa.string(), pa.string())
@@ -69,7 +69,7 @@ def test_bad_models_argument_exits_2(capsys):
 
 
 def test_the_pipeline_part_builds_the_candidates_of_every_label_window():
-    from bench.ranker import lake_dates
+    from bench.ranker_pipeline import lake_dates
     from conf import load_settings
     from training.labels import window_dates
 

@@ -97,10 +97,9 @@ def test_bad_kind_is_named(exported):
 
 
 @pytest.mark.slow
-def test_log_to_mlflow(fitted, exported, tmp_path):
-    if fitted.config.architecture != "dlrm":
-        pytest.skip("logging does not depend on the architecture; one run is enough")
-    mlflow = pytest.importorskip("mlflow")
+def test_log_to_mlflow(exported, tmp_path):
+    import mlflow
+
     from training.export import log_to_mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -7,18 +7,29 @@ import math
 import pyarrow as pa
 import pytest
 
-from bench.ranker import parse_seeds, stages_up_to, surface_metrics
+from bench.ranker import parse_seeds
+from bench.ranker_pipeline import surface_metrics
 from conf.errors import UsageError
 from tests.conftest import recpipe
 
 
-def test_stages_up_to_the_candidates_leave_out_later_stages():
-    ids = [s.task_id for s in stages_up_to("candidates")]
-    assert ids[-1] == "candidates"
-    assert {"ingest_events", "load_catalog", "training_matrix", "embeddings", "content",
-            "popularity", "covisitation"} <= set(ids)
-    assert not {"topn", "ranker_examples", "ranker_train", "evaluate"} & set(ids)
-    assert ids.index("training_matrix") < ids.index("embeddings") < ids.index("content")
+def test_running_the_nightly_to_the_candidates_runs_exactly_their_upstream_stages():
+    """The bench builds its lake with ``recpipe run nightly --to-task candidates``: the
+    stages run before it stops are the candidates' upstream, none after."""
+    from recpipe.run import ordered
+    from recpipe.stages import NIGHTLY
+
+    order = [s.task_id for s in ordered(NIGHTLY)]
+    ran = order[:order.index("candidates") + 1]
+    by_id = {s.task_id: s for s in NIGHTLY}
+    upstream, todo = set(), ["candidates"]
+    while todo:
+        task = todo.pop()
+        if task not in upstream:
+            upstream.add(task)
+            todo.extend(by_id[task].upstream)
+    assert set(ran) == upstream
+    assert not {"topn", "ranker_examples", "ranker_train", "evaluate"} & set(ran)
 
 
 def test_parse_seeds():

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.quality import REPO_ROOT
-from tests.conftest import recpipe
+from tests.conftest import recpipe, require
 
 KEYS = {"ndcg@10", "recall@10", "recall@20", "ndcg@20", "recall@100", "pop_ndcg@10",
         "pop_recall@100", "protocol", "seconds", "models", "best_model"}
@@ -77,8 +77,8 @@ ML1M = REPO_ROOT / ".." / "shared" / "data" / "ml-1m"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ML1M / "train.txt").is_file(), reason="shared ML-1M files absent")
 def test_recbole_ml1m_quick_on_the_shared_files(tmp_path):
+    require((ML1M / "train.txt").is_file(), f"shared ML-1M files absent in {ML1M}")
     out = tmp_path / "ml1m.json"
     assert recpipe(["bench", "quality", "--protocol", "recbole-ml1m", "--quick", "--json",
                     str(out)]) == 0

@@ -9,9 +9,9 @@ from conf.errors import DatasetError
 from jobs.datasets import ml1m
 from jobs.datasets.formats import ITEMS_SCHEMA, RAW_EVENTS_SCHEMA, USERS_SCHEMA
 from jobs.datasets.ml1m import convert_ml1m, synthetic_epochs
-from tests.conftest import recpipe
+from tests.conftest import SHARED_DATA, recpipe, require
 
-SHARED_ML1M = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "ml-1m"
+SHARED_ML1M = SHARED_DATA / "ml-1m"
 TINY = {"train.txt": "0 10 11 12\n1 11\n", "valid.txt": "0 13\n", "test.txt": "0 14\n1 10\n"}
 TINY_COUNTS = {"interactions": 7, "users": 2, "items": 5}
 
@@ -151,8 +151,8 @@ def test_cli_ml1m_options_refused_for_movielens_100k(tmp_path, capsys):
     assert "are for ml-1m" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SHARED_ML1M.is_dir(), reason="shared ML-1M files not present")
 def test_shared_ml1m_has_the_published_counts(tmp_path):
+    require(SHARED_ML1M.is_dir(), f"shared ML-1M files not present in {SHARED_ML1M}")
     counts = convert_ml1m(SHARED_ML1M, tmp_path / "out")
     assert counts == {"events": 836_478, "items": 3_628, "users": 6_039}
     ts = pq.read_table(tmp_path / "out" / "events.parquet", columns=["ts"]).column("ts")

@@ -9,9 +9,12 @@ import pytest
 from bench.redis_server import RedisServer, redis_binary
 from conf.errors import StoreUnavailable
 from serving_export.service.realtime import InProcessStore, Interaction, RedisStore
+from tests.conftest import require
 
-needs_redis = pytest.mark.skipif(redis_binary() is None,
-                                 reason="redis-server binary not installed")
+
+@pytest.fixture
+def needs_redis():
+    require(redis_binary() is not None, "redis-server binary not installed")
 
 
 class Clock:
@@ -56,7 +59,7 @@ def test_inprocess_expires_and_forgets_least_recent_users():
 
 
 @pytest.mark.redis
-@needs_redis
+@pytest.mark.usefixtures("needs_redis")
 def test_redis_store_caps_orders_and_sets_ttl(tmp_path):
     with RedisServer(tmp_path) as server:
         async def scenario():
@@ -80,7 +83,7 @@ def test_redis_store_caps_orders_and_sets_ttl(tmp_path):
 
 
 @pytest.mark.redis
-@needs_redis
+@pytest.mark.usefixtures("needs_redis")
 def test_redis_down_raises_unavailable_then_fails_fast(tmp_path):
     clock = Clock()
     server = RedisServer(tmp_path)

@@ -12,13 +12,16 @@ from serving_export.release.publish import publish
 from serving_export.release.writer import write_release
 from serving_export.service import create_app
 from serving_export.service.spool import read_spool
+from tests.conftest import require
 from tests.serving_export.service.test_service import KEY, ids, settings_for
 
-pytestmark = [
-    pytest.mark.redis,
-    pytest.mark.skipif(redis_binary() is None, reason="redis-server binary not installed "
-                       "(apt-get install redis-server; make test installs it)"),
-]
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(autouse=True)
+def _redis_installed():
+    require(redis_binary() is not None, "redis-server binary not installed "
+            "(apt-get install redis-server; make test installs it)")
 
 
 def test_click_hides_item_blends_similar_and_survives_redis_outage(tmp_path):

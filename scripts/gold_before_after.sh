@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The nightly on MovieLens 100K for two dates with the code at REF and with the working tree,
+# each in its own throwaway lake, then every gold table compared row by row
+# (scripts/compare_gold.py). Shows that a change of structure changed no output.
+#   bash scripts/gold_before_after.sh REF [OUT_DIR]
+# Torch and BLAS run on one thread so that the ranker trains the same way twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+REF=${1:?usage: gold_before_after.sh REF [OUT_DIR]}
+OUT=${2:-$(mktemp -d -t recpipe-gold-XXXX)}
+BIN=$ROOT/.venv/bin
+mkdir -p "$OUT"
+git worktree add --detach "$OUT/before-src" "$REF" >/dev/null
+trap 'git worktree remove --force "$OUT/before-src" >/dev/null 2>&1 || true' EXIT
+
+run_tree() {  # run_tree SRC NAME: both nights with the code of SRC into $OUT/NAME
+  local src=$1 name=$2 tmp=$OUT/$2
+  mkdir -p "$tmp"
+  for ds in 1998-04-08 1998-04-22; do
+    (cd "$src" && env PYTHONPATH="$src" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+      OPENBLAS_NUM_THREADS=1 SPARK_LOCAL_IP=127.0.0.1 \
+      RECPIPE_LAKE_ROOT="$tmp/lake" RECPIPE_MATRIX__HOLDOUT_DAYS=14 \
+      RECPIPE_RANKER__LABEL_DAYS=14 RECPIPE_RUNS_DIR="$tmp/runs" \
+      RECPIPE_WORK_DIR="$tmp/work" RECPIPE_SERVING__RELEASES_ROOT="$tmp/releases" \
+      RECPIPE_SERVING__SPOOL_DIR="$tmp/spool" RECPIPE_DATA_DIR="$ROOT/var/data" \
+      RECPIPE_MLFLOW__TRACKING_URI="sqlite:///$tmp/mlflow.db" \
+      RECPIPE_MLFLOW__ARTIFACT_ROOT="$tmp/mlflow-artifacts" \
+      "$BIN/python" -m recpipe run nightly --date "$ds" --dataset movielens-100k \
+        --landing "$tmp/landing" >"$tmp/nightly-$ds.log" 2>&1) || {
+      echo "$name: the nightly of $ds ended with $? (gate rejections end with 3)";
+      tail -3 "$tmp/nightly-$ds.log"; }
+  done
+}
+echo "== before: $REF"
+run_tree "$OUT/before-src" before
+echo "== after: working tree"
+run_tree "$ROOT" after
+"$BIN/python" scripts/compare_gold.py "$OUT/before/lake" "$OUT/after/lake"
