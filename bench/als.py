@@ -101,7 +101,7 @@ def load_dataset(name: str, data: Path | None, cache_dir: Path) -> tuple[sp.csr_
 
 def time_implicit(matrix: sp.csr_matrix, als: AlsSettings, seed: int, warmup: bool) -> float:
     """Wall seconds of one ``implicit`` fit of ``matrix`` (after an optional warm-up fit)."""
-    from jobs.embeddings import fit_implicit
+    from jobs.als_fit import fit_implicit
 
     if warmup:
         fit_implicit(matrix, als.model_copy(update={"iterations": 1}), seed)

@@ -40,21 +40,14 @@ from conf.gate import EvalSections, GateSettings, eval_sections, parse_metric
 from evaluation.holdout import Holdout, build_holdout
 from evaluation.metrics import catalogue_coverage, ranking_metrics_per_user
 from evaluation.metrics_input import nan_mean
-from evaluation.offline import (
-    GATE_PREFIX,
-    evaluation_table,
-    model_lists,
-    popularity_lists,
-    read_inputs,
-    read_partition,
-    write_rows,
-)
+from evaluation.offline import evaluation_table, read_inputs, write_rows
+from evaluation.stage_lists import GATE_PREFIX, model_lists, popularity_lists, read_partition
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.tables import EVALUATION
 
 if TYPE_CHECKING:
-    from evaluation.registry import EmbeddingModel
+    from evaluation.embedding_model import EmbeddingModel
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,17 +33,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algorithms.topk import topk_inner_product
 from algorithms.window import dates_between, holdout_window
 from conf import Settings
 from conf.errors import EmptyInput
 from conf.gate import EvalSections, eval_sections, parse_metric
-from conf.recs import STRATEGIES
 from evaluation.holdout import (
     SLICES,
     Holdout,
     build_holdout,
-    padded_lists,
     positive_events,
     sample_users,
 )
@@ -51,7 +48,7 @@ from evaluation.metrics import RANKING_METRICS, catalogue_coverage, ranking_metr
 from evaluation.metrics_input import nan_mean
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.lake import Lake, delta_dataset
+from jobs.lake import Lake
 from jobs.tables import (
     CANDIDATES,
     EVALUATION,
@@ -64,22 +61,20 @@ from jobs.tables import (
 )
 
 if TYPE_CHECKING:
-    from evaluation.registry import EmbeddingModel
+    from evaluation.embedding_model import EmbeddingModel
+
+from evaluation.stage_lists import (
+    GATE_PREFIX,
+    MODEL,
+    POPULARITY,
+    read_partition,
+    read_stage_tables,
+    stage_lists,
+)
 
 log = logging.getLogger(__name__)
-
-MODEL, POPULARITY, MERGED = "model", "popularity", "merged"
-GATE_PREFIX = "gate"
 LINEAGE_TABLES = (SILVER_INTERACTIONS.name, SILVER_ITEMS.name, TRAINING_MATRIX.name,
                   USER_EMBEDDINGS.name, ITEM_EMBEDDINGS.name, CANDIDATES.name, TOPN.name)
-
-
-def strategy_stage(name: str) -> str:
-    return f"strategy/{name}"
-
-
-def surface_stage(name: str) -> str:
-    return f"topn/{name}"
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -100,20 +95,6 @@ class Inputs:
     train: pa.Table
     catalogue: list[str]
     lineage: dict[str, int | None]
-
-
-def read_partition(lake: Lake, table: str, ds: str, columns: list[str],
-                   users: Iterable[str] | None = None) -> pa.Table | None:
-    """Rows of ``table`` with ``ds = <ds>`` (optionally only ``users``), ``None`` if absent.
-
-    Works for tables declared elsewhere or partitioned by more than ``ds`` (``gold/topn``).
-    """
-    if not lake.exists(table):
-        return None
-    dataset = delta_dataset(lake.table(table), [("ds", "=", ds)])
-    filt = None if users is None else pc.field("user_id").isin(list(users))
-    got = dataset.to_table(columns=columns, filter=filt)
-    return got if got.num_rows else None
 
 
 def read_inputs(lake: Lake, settings: Settings, ds: str) -> Inputs:
@@ -153,7 +134,7 @@ def read_model(lake: Lake, ds: str) -> tuple[str, EmbeddingModel]:
         EmptyInput: no embeddings for ``ds``.
         ValueError: the partitions hold more than one model version.
     """
-    from evaluation.registry import EmbeddingModel
+    from evaluation.embedding_model import EmbeddingModel
 
     cols = ["id", "vector", "model_version"]
     users = read_partition(lake, USER_EMBEDDINGS.name, ds, cols)
@@ -167,80 +148,6 @@ def read_model(lake: Lake, ds: str) -> tuple[str, EmbeddingModel]:
     model = EmbeddingModel(users["id"].to_pylist(), _matrix(users),
                            items["id"].to_pylist(), _matrix(items))
     return versions.pop(), model
-
-
-# -- recommendation lists of each stage -----------------------------------------------------
-def model_lists(model: EmbeddingModel, holdout: Holdout, width: int,
-                fallback: np.ndarray | None = None) -> np.ndarray:
-    """The model's top-``width`` lists (index rows, (U, width)), training items excluded.
-
-    Args:
-        model: the embedding model.
-        holdout: the evaluated users and the item index.
-        width: list length K.
-        fallback: optional (U, >= K) lists given to users without a vector (the service
-            serves them popular items); without it their lists are empty.
-
-    Raises:
-        ValueError: the model has an item the holdout's index lacks, or non-finite vectors.
-    """
-    to_index = holdout.items.rows(list(model.item_ids))
-    if (to_index < 0).any():
-        raise ValueError(f"{int((to_index < 0).sum())} model items are not in the item index")
-    exclude = holdout.seen[:, to_index]
-    rows, _ = model.recommend(list(holdout.user_ids), width, exclude)
-    recs = np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
-    if fallback is not None:
-        unknown = model.user_rows(list(holdout.user_ids)) < 0
-        recs[unknown] = fallback[unknown, :width]
-    return recs
-
-
-def popularity_lists(holdout: Holdout, width: int) -> np.ndarray:
-    """Most popular catalogue items (training users per item, ties: lower item row first),
-    training items excluded; index rows (U, width)."""
-    n_cat = holdout.items.n_catalogue
-    if n_cat == 0 or holdout.n_users == 0:
-        return np.full((holdout.n_users, width), -1, np.int64)
-    ones = np.ones((holdout.n_users, 1), np.float32)
-    pop = holdout.item_users[:n_cat, None].astype(np.float32)
-    rows, _ = topk_inner_product(ones, pop, min(width, n_cat),
-                                 exclude=holdout.seen[:, :n_cat])
-    out = np.full((holdout.n_users, width), -1, np.int64)
-    out[:, : rows.shape[1]] = rows
-    return out
-
-
-def candidate_lists(table: pa.Table, holdout: Holdout, width: int) -> dict[str, np.ndarray]:
-    """``merged`` (by rank) and ``strategy/<s>`` (by the strategy's score) lists from
-    ``gold/candidates`` rows of the evaluated users."""
-    upos = {u: i for i, u in enumerate(holdout.user_ids)}
-    users = np.array([upos.get(u, -1) for u in table["user_id"].to_pylist()], np.int64)
-    items = holdout.items.rows(table["item_id"])
-    out = {MERGED: padded_lists(users, items, table["rank"].to_numpy(), holdout.n_users,
-                                width)}
-    for name in STRATEGIES:
-        column = f"{name}_score"
-        if column not in table.column_names:
-            continue
-        score = table[column].to_numpy(zero_copy_only=False).astype(np.float64)
-        found = ~np.isnan(score)
-        out[strategy_stage(name)] = padded_lists(
-            np.where(found, users, -1), items, -np.nan_to_num(score), holdout.n_users, width)
-    return out
-
-
-def topn_lists(table: pa.Table, holdout: Holdout, width: int) -> dict[str, np.ndarray]:
-    """``topn/<surface>`` lists (by rank) from ``gold/topn`` rows of the evaluated users."""
-    upos = {u: i for i, u in enumerate(holdout.user_ids)}
-    out = {}
-    for surface in sorted(set(table["surface"].to_pylist())):
-        part = table.filter(pc.equal(table["surface"], surface))
-        users = np.array([upos.get(u, -1) for u in part["user_id"].to_pylist()], np.int64)
-        out[surface_stage(surface)] = padded_lists(
-            users, holdout.items.rows(part["item_id"]), part["rank"].to_numpy(),
-            holdout.n_users, width)
-    return out
 
 
 # -- scoring --------------------------------------------------------------------------------
@@ -311,39 +218,6 @@ def write_rows(lake: Lake, ds: str, table: pa.Table, replace_gate_only: bool = F
             kept = old.filter(pc.invert(pc.starts_with(old["stage"], GATE_PREFIX)))
             table = pa.concat_tables([kept.cast(EVALUATION.schema), table])
     return lake.overwrite_partitions(EVALUATION.name, table, [ds])
-
-
-def stage_lists(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa.Table],
-                width: int) -> Iterator[tuple[str, np.ndarray]]:
-    """``(stage, (U, width) lists)`` of every stage, one at a time (a stage's lists can be
-    dropped once scored). The model stage is left out when its vectors are not finite."""
-    popular = popularity_lists(holdout, width)
-    if model.non_finite():
-        log.error("embedding vectors hold %d non-finite values; stage %s scores NaN",
-                  model.non_finite(), MODEL)
-    else:
-        yield MODEL, model_lists(model, holdout, width, fallback=popular)
-    yield POPULARITY, popular
-    if CANDIDATES.name in tables:
-        yield from candidate_lists(tables[CANDIDATES.name], holdout, width).items()
-    if TOPN.name in tables:
-        yield from topn_lists(tables[TOPN.name], holdout, width).items()
-
-
-def read_stage_tables(lake: Lake, ds: str, users: list[str]) -> dict[str, pa.Table]:
-    """``gold/candidates`` and ``gold/topn`` rows of ``ds`` for ``users`` (missing tables
-    are left out with a warning)."""
-    wanted = {CANDIDATES.name: ["user_id", "item_id", "rank", *[f"{s}_score" for s in STRATEGIES]],
-              TOPN.name: ["user_id", "item_id", "rank", "surface"]}
-    tables = {}
-    for name, columns in wanted.items():
-        got = read_partition(lake, name, ds, columns, users)
-        if got is None:
-            log.warning("%s has no rows for ds=%s and the evaluated users: its stages are "
-                        "skipped", name, ds)
-        else:
-            tables[name] = got
-    return tables
 
 
 def score_all(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa.Table],

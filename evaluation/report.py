@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from conf.errors import EmptyInput
 from conf.gate import PROJECT_ROOT, EvalSections, eval_sections, parse_metric
 from evaluation.holdout import SLICES
-from evaluation.offline import GATE_PREFIX, MODEL, POPULARITY
+from evaluation.stage_lists import GATE_PREFIX, MODEL, POPULARITY
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.tables import EVALUATION

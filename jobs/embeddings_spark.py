@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from conf import ConfigError, Settings
 from conf.errors import EmptyInput, FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.embeddings import model_version, resolve_seed, spark_reg_param
+from jobs.als_fit import spark_reg_param
+from jobs.embeddings import model_version, resolve_seed
 from jobs.lake import Lake
 from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
 

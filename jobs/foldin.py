@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from conf.errors import FoldInError
 from conf.pipeline import AlsSettings
-from jobs.embeddings import fold_in_users
+from jobs.als_fit import fold_in_users
 
 __all__ = [
     "FoldInError", "HourWindow", "backfill_lists", "changed_users", "fold_vectors",

@@ -30,15 +30,8 @@ from deltalake import write_deltalake
 
 from conf.gate import EvalSections, GateSettings, MlflowSettings, OfflineEvalSettings
 from evaluation.holdout import ItemIndex, build_holdout, padded_lists, positive_events
-from evaluation.offline import (
-    candidate_lists,
-    model_lists,
-    popularity_lists,
-    read_inputs,
-    read_model,
-    score_stage,
-    topn_lists,
-)
+from evaluation.offline import read_inputs, read_model, score_stage
+from evaluation.stage_lists import candidate_lists, model_lists, popularity_lists, topn_lists
 from jobs.embeddings import embedding_table
 from jobs.lake import Lake
 from jobs.tables import EVALUATION
@@ -250,7 +243,7 @@ def test_popularity_metrics_by_hand(holdout):
 
 
 def test_candidate_and_topn_stages_by_hand(lake, holdout):
-    from evaluation.offline import read_partition
+    from evaluation.stage_lists import read_partition
 
     users = list(holdout.user_ids)
     cand = read_partition(lake, "gold/candidates", DS,

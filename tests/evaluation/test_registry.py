@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 
 from conf.gate import PROJECT_ROOT, MlflowSettings
+from evaluation.embedding_model import EmbeddingModel
 from evaluation.registry import (
     CHAMPION,
     PREVIOUS,
-    EmbeddingModel,
     alias_version,
     ensure_experiment,
     evaluation_run,

@@ -13,14 +13,8 @@ import scipy.sparse as sp
 
 from conf.errors import EmptyInput, FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.embeddings import (
-    build_matrix,
-    embedding_table,
-    fit_implicit,
-    fold_in_users,
-    model_version,
-    run,
-)
+from jobs.als_fit import fit_implicit, fold_in_users
+from jobs.embeddings import build_matrix, embedding_table, model_version, run
 from jobs.lake import Lake
 from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
 from tests.conftest import recpipe

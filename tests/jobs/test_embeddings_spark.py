@@ -7,7 +7,8 @@ import pytest
 
 from conf.errors import FactorizationError
 from conf.pipeline import AlsSettings
-from jobs.embeddings import fold_in_users, run
+from jobs.als_fit import fold_in_users
+from jobs.embeddings import run
 from jobs.embeddings_spark import check_factor_frame, check_input, fit_als, index_ids
 from jobs.lake import Lake
 from jobs.tables import ITEM_EMBEDDINGS, TRAINING_MATRIX, USER_EMBEDDINGS
