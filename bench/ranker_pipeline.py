@@ -101,15 +101,11 @@ def candidate_metrics(candidates: pa.Table, holdout: Any, k: int = 10) -> float:
 
 def topn_table(spark: Any, scored: Any, settings: Settings, ds: str) -> pa.Table:
     """The ``SURFACE`` lists of ``ds`` from scored candidates (``jobs.topn.transform``)."""
-    from jobs.asof import latest_partition_at_or_before
+    from jobs.item_side import read_item_context
     from jobs.lake import Lake
-    from jobs.topn import item_meta, transform
+    from jobs.topn import transform
 
-    lake = Lake(settings)
-    items_ds = latest_partition_at_or_before(lake, "silver/items", ds)
-    items = lake.read_arrow("silver/items", [items_ds] if items_ds else [],
-                            columns=["item_id", "available", "boost", "categories"])
-    meta = spark.sparkContext.broadcast(item_meta(items))
+    meta = spark.sparkContext.broadcast(read_item_context(Lake(settings), ds, settings).meta())
     rows = transform(scored, meta, dict(settings.surfaces), settings.seed, ds,
                      max(1, settings.spark.shuffle_partitions)).toArrow()
     return rows.filter(pc.equal(rows["surface"], SURFACE))

@@ -11,7 +11,7 @@ the business rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -22,10 +22,45 @@ from algorithms.segments import ALL
 from conf import Settings
 from conf.errors import EmptyInput
 from jobs.lake import Lake
-from jobs.ranker_features import ItemSide
 from jobs.retrieval import RetrievalContext
 from jobs.rules import ItemMeta
 from jobs.tables import ITEM_CONTEXT, POPULARITY
+
+
+@dataclass
+class ItemSide:
+    """Item-side arrays broadcast to the feature pass.
+
+    Attributes:
+        item_ids: (N,) item ids; row ``i`` of the matrices is item ``i``.
+        als: float32 (N, D) ALS item vectors (content-mapped vectors for items without
+            one; zero rows with ``has_als`` False when neither exists).
+        has_als: bool (N,).
+        content: float32 (N, C) L2-normalised content vectors (zero rows when missing).
+        covis: (N, N) CSR co-visitation scores (row: item, columns: its neighbours).
+    """
+
+    item_ids: np.ndarray
+    als: np.ndarray
+    has_als: np.ndarray
+    content: np.ndarray
+    covis: sp.csr_matrix
+    row_of: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        for name, arr in (("als", self.als), ("has_als", self.has_als),
+                          ("content", self.content)):
+            if arr.shape[0] != n:
+                raise ValueError(f"ItemSide.{name} has {arr.shape[0]} rows for {n} items")
+        if self.covis.shape != (n, n):
+            raise ValueError(f"ItemSide.covis has shape {self.covis.shape}, want ({n}, {n})")
+        self.row_of = {str(item): i for i, item in enumerate(self.item_ids)}
+
+    def rows(self, ids: list[str | None]) -> np.ndarray:
+        """(B,) int64 rows of ``ids``; -1 for unknown or null ids."""
+        return np.fromiter((self.row_of.get(i, -1) if i is not None else -1 for i in ids),
+                           dtype=np.int64, count=len(ids))
 
 
 def list_matrix_f32(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -25,18 +25,18 @@ from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from algorithms.segments import ALL, segment_of
 from algorithms.window import dates_between, training_window
 from conf import Settings
 from conf.errors import EmptyInput
-from conf.retrieval import PopularitySettings, SegmentRule
+from conf.retrieval import PopularitySettings
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.spark import exact_sum
 from jobs.tables import POPULARITY, SILVER_INTERACTIONS, SILVER_USERS
+from jobs.user_segments import segments_as_of
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +87,6 @@ def decayed_user_items(events: DataFrame, cfg: PopularitySettings, last_date: st
             .withColumn("w", base * F.pow(F.lit(0.5), age_days / cfg.half_life_days))
             .groupBy("user_id", "item_id")
             .agg(F.least(exact_sum("w"), F.lit(float(cfg.user_item_cap))).alias("w")))
-
-
-def user_segments(users: DataFrame, rules: list[SegmentRule]) -> DataFrame:
-    """``user_id, segment`` for every row of ``users`` (``user_id, attributes`` map).
-
-    The key comes from :func:`algorithms.segments.segment_of`, the one definition the service
-    shares: it is evaluated on the driver once per distinct combination of the rules'
-    attribute values (a few hundred at most for sensible rules), then joined back, so no
-    Python runs on the executors.
-    """
-    names = [f"_a{i}" for i in range(len(rules))]
-    keyed = users.select("user_id", *[F.col("attributes").getItem(r.attribute).alias(n)
-                                      for r, n in zip(rules, names, strict=True)])
-    combos = keyed.select(*names).distinct().collect()
-    mapping = [
-        (*row, segment_of({r.attribute: v for r, v in zip(rules, row, strict=True)
-                           if v is not None}, rules))
-        for row in combos
-    ]
-    schema = T.StructType([*(T.StructField(n, T.StringType()) for n in names),
-                           T.StructField("segment", T.StringType(), False)])
-    lookup = users.sparkSession.createDataFrame(mapping, schema)
-    cond = [keyed[n].eqNullSafe(lookup[n]) for n in names]
-    return keyed.join(F.broadcast(lookup), cond, "left").select(keyed["user_id"], "segment")
 
 
 def rank_top_k(scores: DataFrame, top_k: int) -> DataFrame:
@@ -181,14 +157,10 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
                          f"[{first}, {last}] (the {cfg.window_days} days up to the training "
                          f"cutoff of {ds})")
     events = lake.read_spark(spark, SILVER_INTERACTIONS.name, dates)
-    users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
     segments = None
-    if users_ds is None:
-        log.warning("silver/users has no snapshot at or before %s: every user gets the "
-                    "segment of a user without attributes", ds)
-    elif cfg.segments:
-        segments = user_segments(lake.read_spark(spark, SILVER_USERS.name, [users_ds]),
-                                 cfg.segments)
+    if cfg.segments:
+        table = segments_as_of(lake, settings, ds)
+        segments = spark.createDataFrame(table) if table.num_rows else None
     table = transform(events, segments, cfg, ds, last).cache()
     try:
         version = lake.write_spark(POPULARITY.name, table, [ds])
@@ -197,7 +169,9 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     finally:
         table.unpersist()
     return {"ds": ds, "events_from": first, "events_until": last,
-            "event_partitions": len(dates), "users_partition": users_ds, **stats,
+            "event_partitions": len(dates),
+            "users_partition": latest_partition_at_or_before(lake, SILVER_USERS.name, ds),
+            **stats,
             "version": version}
 
 

@@ -12,7 +12,7 @@ Training (:mod:`training.examples`) and scoring (:mod:`jobs.rank_candidates`) bo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -28,11 +28,9 @@ from algorithms.window import dates_between, training_window
 from conf import Settings
 from conf.ranker import RankerSettings
 from jobs.asof import latest_partition_at_or_before
+from jobs.item_side import ItemSide, read_item_context
 from jobs.lake import Lake
 from jobs.tables import (
-    COVISITATION,
-    ITEM_CONTENT,
-    ITEM_EMBEDDINGS,
     POPULARITY,
     SILVER_INTERACTIONS,
     SILVER_ITEMS,
@@ -48,96 +46,9 @@ _SECONDS_PER_DAY = 86400.0
 
 
 # -- features -------------------------------------------------------------------------------
-@dataclass
-class ItemSide:
-    """Item-side arrays broadcast to the feature pass.
-
-    Attributes:
-        item_ids: (N,) item ids; row ``i`` of the matrices is item ``i``.
-        als: float32 (N, D) ALS item vectors (content-mapped vectors for items without
-            one; zero rows with ``has_als`` False when neither exists).
-        has_als: bool (N,).
-        content: float32 (N, C) L2-normalised content vectors (zero rows when missing).
-        covis: (N, N) CSR co-visitation scores (row: item, columns: its neighbours).
-    """
-
-    item_ids: np.ndarray
-    als: np.ndarray
-    has_als: np.ndarray
-    content: np.ndarray
-    covis: sp.csr_matrix
-    row_of: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        n = len(self.item_ids)
-        for name, arr in (("als", self.als), ("has_als", self.has_als),
-                          ("content", self.content)):
-            if arr.shape[0] != n:
-                raise ValueError(f"ItemSide.{name} has {arr.shape[0]} rows for {n} items")
-        if self.covis.shape != (n, n):
-            raise ValueError(f"ItemSide.covis has shape {self.covis.shape}, want ({n}, {n})")
-        self.row_of = {str(item): i for i, item in enumerate(self.item_ids)}
-
-    def rows(self, ids: list[str | None]) -> np.ndarray:
-        """(B,) int64 rows of ``ids``; -1 for unknown or null ids."""
-        return np.fromiter((self.row_of.get(i, -1) if i is not None else -1 for i in ids),
-                           dtype=np.int64, count=len(ids))
-
-
-def _matrix(table: pa.Table, column: str) -> np.ndarray:
-    """A list<float> column as float32 (N, D), D its longest row; shorter rows are zeros."""
-    values = table.column(column).combine_chunks()
-    if table.num_rows == 0 or values.null_count == len(values):
-        return np.zeros((table.num_rows, 0), np.float32)
-    dim = int(pc.max(pc.list_value_length(values)).as_py() or 0)
-    return list_matrix(values, dim)[0]
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
-def build_item_side(item_ids: list[str], embeddings: pa.Table, content: pa.Table,
-                    covisitation: pa.Table) -> ItemSide:
-    """Assemble the item side from gold rows (pure).
-
-    Args:
-        item_ids: the catalogue; items of the other tables are added.
-        embeddings: ``gold/item_embeddings`` rows (``id, vector``).
-        content: ``gold/item_content`` rows (``id, vector, content_vector``): ``vector``
-            stands in for items without an ALS vector.
-        covisitation: ``gold/covisitation`` rows (``item_id, neighbor_id, score``).
-    """
-    ids = sorted(set(item_ids) | set(embeddings.column("id").to_pylist())
-                 | set(content.column("id").to_pylist()))
-    row_of = {item: i for i, item in enumerate(ids)}
-    n = len(ids)
-    emb = _matrix(embeddings, "vector")
-    mapped = _matrix(content, "vector")
-    dim = emb.shape[1] if emb.size else mapped.shape[1]
-    als = np.zeros((n, dim), np.float32)
-    has = np.zeros(n, bool)
-    if mapped.shape[1] == dim and content.num_rows:
-        rows = np.array([row_of[i] for i in content.column("id").to_pylist()])
-        als[rows], has[rows] = mapped, True
-    if emb.size:
-        rows = np.array([row_of[i] for i in embeddings.column("id").to_pylist()])
-        als[rows], has[rows] = emb, True
-    raw = _matrix(content, "content_vector") if "content_vector" in content.column_names \
-        else np.zeros((content.num_rows, 0), np.float32)
-    cvec = np.zeros((n, max(raw.shape[1], 1)), np.float32)
-    if raw.shape[1]:
-        rows = np.array([row_of[i] for i in content.column("id").to_pylist()])
-        cvec[rows] = _unit(raw)
-    src = covisitation.column("item_id").to_pylist()
-    dst = covisitation.column("neighbor_id").to_pylist()
-    keep = [(row_of[a], row_of[b], s) for a, b, s in zip(
-        src, dst, covisitation.column("score").to_pylist(), strict=True)
-        if a in row_of and b in row_of]
-    covis = sp.csr_matrix(([k[2] for k in keep], ([k[0] for k in keep], [k[1] for k in keep])),
-                          shape=(n, n), dtype=np.float32)
-    return ItemSide(np.asarray(ids, dtype=object), als, has, cvec, covis)
 
 
 def list_matrix(values: pa.Array | pa.ChunkedArray, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,8 +250,9 @@ def feature_inputs(spark: SparkSession, lake: Lake, settings: Settings, ds: str
                    ) -> FeatureInputs:
     """Read the tables the features of ``ds``'s candidates come from.
 
-    Gold tables of ``ds`` itself; ``silver/items`` and ``silver/users`` as of ``ds``; the
-    events of the training window of ``ds`` (up to its cutoff).
+    Gold tables of ``ds`` itself (the item side from ``gold/item_context``); ``silver/items``
+    and ``silver/users`` as of ``ds``; the events of the training window of ``ds`` (up to its
+    cutoff).
     """
     first, cutoff = training_window(settings, ds)
     dates = dates_between(lake.partitions(SILVER_INTERACTIONS.name), first, cutoff)
@@ -351,13 +263,7 @@ def feature_inputs(spark: SparkSession, lake: Lake, settings: Settings, ds: str
     users = lake.read_spark(spark, SILVER_USERS.name, [users_ds] if users_ds else [])
     user_vectors = lake.read_spark(spark, USER_EMBEDDINGS.name, [ds])
     popularity = lake.read_spark(spark, POPULARITY.name, [ds])
-    catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
-                                columns=["item_id"]).column("item_id").to_pylist()
-    side = build_item_side(
-        catalogue,
-        lake.read_arrow(ITEM_EMBEDDINGS.name, [ds], columns=["id", "vector"]),
-        lake.read_arrow(ITEM_CONTENT.name, [ds], columns=["id", "vector", "content_vector"]),
-        lake.read_arrow(COVISITATION.name, [ds], columns=["item_id", "neighbor_id", "score"]))
+    side = read_item_context(lake, ds, settings).feature_side()
     log.info("feature inputs of %s: %d items on the item side (ALS dim %d, content dim %d)",
              ds, len(side.item_ids), side.als.shape[1], side.content.shape[1])
     return FeatureInputs(

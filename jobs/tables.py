@@ -189,6 +189,27 @@ COVISITATION = TableSpec(
     ]),
     ("ds",), ("covisitation",),
 )
+ITEM_CONTEXT = TableSpec(
+    "gold/item_context",
+    pa.schema([
+        pa.field("item_id", pa.string(), False),
+        pa.field("vector", pa.list_(pa.float32()), False),   # D: ALS, else content-mapped
+        pa.field("has_cf", pa.bool_(), False),                # an ALS vector
+        pa.field("has_vector", pa.bool_(), False),            # any vector
+        pa.field("content", pa.list_(pa.float32()), False),  # C: unit content features
+        pa.field("covis_rows", pa.list_(pa.int32()), False),    # co-visitation neighbours
+        pa.field("covis_scores", pa.list_(pa.float32()), False),
+        pa.field("graph_rows", pa.list_(pa.int32()), False),    # + embedding neighbours
+        pa.field("graph_scores", pa.list_(pa.float32()), False),
+        pa.field("in_catalogue", pa.bool_(), False),
+        pa.field("available", pa.bool_(), False),
+        pa.field("boost", pa.float64(), False),
+        pa.field("category", pa.string()),                   # first category (diversity)
+        pa.field("ds", pa.string(), False),
+    ]),
+    ("ds",), ("item_context",),
+)
+"""The item side of a date, built once (:mod:`jobs.item_context`); rows sorted by id."""
 CANDIDATES = TableSpec(
     "gold/candidates",
     pa.schema([*CANDIDATE_FIELDS, pa.field("ds", pa.string(), False)]),
@@ -259,7 +280,7 @@ HOURLY_FILES = TableSpec(
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS,
     QUARANTINE_CATALOG, TRAINING_MATRIX, USER_EMBEDDINGS, ITEM_EMBEDDINGS, ITEM_CONTENT,
-    POPULARITY, COVISITATION, CANDIDATES, EXAMPLES, TOPN, SIMILAR_ITEMS, EVALUATION,
+    POPULARITY, COVISITATION, ITEM_CONTEXT, CANDIDATES, EXAMPLES, TOPN, SIMILAR_ITEMS, EVALUATION,
     HOURLY_FILES,
 )}
 """Every lake table by name."""

@@ -23,14 +23,13 @@ from pyspark.sql import functions as F
 from algorithms.topk import topk_inner_product
 from conf import Settings
 from conf.recs import SurfaceSettings
-from jobs.asof import latest_partition_at_or_before
-from jobs.candidates import build_context
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.item_side import read_item_context
 from jobs.lake import Lake
 from jobs.retrieval import RetrievalContext
 from jobs.rules import ItemMeta, apply_surface, user_rng
 from jobs.spark_arrow import arrow_schema_to_spark
-from jobs.tables import CANDIDATES, SILVER_ITEMS, SIMILAR_ITEMS, TOPN, TOPN_FIELDS
+from jobs.tables import CANDIDATES, SIMILAR_ITEMS, TOPN, TOPN_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +118,6 @@ def transform(candidates: DataFrame, meta_broadcast, surfaces: dict[str, Surface
     return ordered.mapInArrow(body, schema).withColumn("ds", F.lit(ds))
 
 
-def item_meta(items: pa.Table) -> ItemMeta:
-    rows = items.to_pylist()
-    return ItemMeta(
-        available={r["item_id"]: bool(r["available"]) for r in rows},
-        boost={r["item_id"]: float(r["boost"]) for r in rows},
-        category={r["item_id"]: (r["categories"] or [None])[0] for r in rows},
-    )
-
-
 def similar_items(ctx: RetrievalContext, k: int = SIMILAR_K) -> pa.Table:
     """Per item, ``k`` nearest items by cosine of item vectors plus weighted co-visitation.
 
@@ -168,17 +158,14 @@ def similar_items(ctx: RetrievalContext, k: int = SIMILAR_K) -> pa.Table:
 def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     """Build ``gold/topn`` (every surface) and ``gold/similar_items`` for ``ds``."""
     lake = Lake(settings)
-    items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
-    items = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
-                            columns=["item_id", "available", "boost", "categories"])
-    meta = spark.sparkContext.broadcast(item_meta(items))
+    context = read_item_context(lake, ds, settings)
+    meta = spark.sparkContext.broadcast(context.meta())
     candidates = lake.read_spark(spark, CANDIDATES.name, [ds])
     scored = score_candidates(spark, candidates, settings, ds)
     topn = transform(scored, meta, dict(settings.surfaces), settings.seed, ds,
                      max(1, settings.spark.shuffle_partitions))
     version = lake.write_spark(TOPN.name, topn, [ds])
-    ctx = build_context(lake, ds, settings)
-    similar = similar_items(ctx)
+    similar = similar_items(context.retrieval())
     similar = similar.append_column("ds", pa.array([ds] * similar.num_rows, pa.string()))
     sim_version = lake.overwrite_partitions(SIMILAR_ITEMS.name, similar, [ds])
     counts = lake.read_arrow(TOPN.name, [ds], columns=["surface", "user_id"])

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "content": ("jobs.content", "content vectors for items"),
     "popularity": ("jobs.popularity", "time-decayed popularity per segment"),
     "covisitation": ("jobs.covisitation", "item co-visitation within sessions"),
+    "item-context": ("jobs.item_context", "the item side of a date, built once"),
     "candidates": ("jobs.candidates", "multi-strategy candidate generation"),
     "topn": ("jobs.topn", "precompute top-N per surface and similar items"),
     "hourly": ("jobs.hourly", "ingest the spool, fold in new events, incremental release"),

@@ -22,13 +22,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from algorithms.segments import ALL, segment_of
+from algorithms.segments import ALL
 from conf import Settings
 from conf.errors import EmptyInput
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.tables import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
+from jobs.user_segments import segments_as_of
 from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
 from serving_export.release.format import OVERALL
 from serving_export.release.publish import list_releases, publish
@@ -96,13 +97,7 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
     items = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
                             columns=["item_id", "title", "categories", "available", "boost"])
-    users_ds = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
-    users = lake.read_arrow(SILVER_USERS.name, [users_ds] if users_ds else [],
-                            columns=["user_id", "attributes"]).to_pylist()
-    rules = settings.popularity.segments
-    seg = pa.table({"user_id": [u["user_id"] for u in users],
-                    "segment": [segment_of(dict(u["attributes"] or []), rules)
-                                for u in users]})
+    seg = segments_as_of(lake, settings, ds)
     dates = [d for d in lake.partitions(SILVER_INTERACTIONS.name) if d <= ds]
     events = lake.read_arrow(SILVER_INTERACTIONS.name, dates,
                              columns=["user_id", "item_id", "event_type"])

@@ -37,6 +37,7 @@ from jobs.cli_common import parse_ds
 from jobs.foldin import changed_users, hour_window, merge_purchased, recent_items, release_id
 from jobs.lake import Lake
 from jobs.tables import SILVER_INTERACTIONS
+from jobs.user_segments import segments_as_of
 from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
 from serving_export.release.format import SUCCESS, read_manifest
 from serving_export.release.publish import current_release, read_history
@@ -48,7 +49,6 @@ from serving_export.release.refresh import (
     refreshed_lists,
     settings_key,
     silver_since,
-    user_segments,
 )
 from serving_export.release.writer import write_release
 
@@ -196,7 +196,9 @@ def run(spark: SparkSession, settings: Settings, ds: str, hour: int, parent_id: 
         matrix = matrix_transform(window_events, settings.matrix, ds).select(
             "user_id", "item_id", "confidence").toArrow()
         vectors, has, retrieval = fold_users(rel, matrix, users, settings)
-        segments = user_segments(lake, settings, ds, users)
+        seg_rows = segments_as_of(lake, settings, ds, users)
+        segments = dict(zip(seg_rows.column("user_id").to_pylist(),
+                            seg_rows.column("segment").to_pylist(), strict=True))
         recent = {r["user_id"]: r["recent"] for r in recent_items(fresh).to_pylist()}
         frame = pa.table({
             "user_id": pa.array(users, pa.string()),

@@ -24,8 +24,6 @@ from jobs.lake import Lake
 from jobs.tables import (
     ITEM_EMBEDDINGS,
     SILVER_INTERACTIONS,
-    SILVER_ITEMS,
-    SILVER_USERS,
     spec_for,
 )
 
@@ -94,22 +92,6 @@ def candidate_users(spark: SparkSession, window_events: DataFrame, users: pa.Tab
             .repartition(max(1, settings.spark.shuffle_partitions), "user_id"))
 
 
-def user_segments(lake: Lake, settings: Settings, ds: str, user_ids: list[str]
-                  ) -> dict[str, str]:
-    """Segment keys of the users known to ``silver/users`` as of ``ds``."""
-    from algorithms.segments import segment_of
-    from jobs.asof import latest_partition_at_or_before
-
-    snapshot = latest_partition_at_or_before(lake, SILVER_USERS.name, ds)
-    if snapshot is None:
-        return {}
-    rows = lake.read_arrow(SILVER_USERS.name, [snapshot], ["user_id", "attributes"])
-    wanted = set(user_ids)
-    rules = settings.popularity.segments
-    return {r["user_id"]: segment_of(dict(r["attributes"] or []), rules)
-            for r in rows.to_pylist() if r["user_id"] in wanted}
-
-
 def check_item_side(lake: Lake, rel: Release, base_ds: str) -> None:
     """Refuse a release without item vectors, or whose model is not the gold one of
     ``base_ds`` (candidates read the gold tables of ``base_ds``).
@@ -156,27 +138,23 @@ def fold_users(rel: Release, matrix: pa.Table, users: list[str], settings: Setti
 def refreshed_lists(spark: SparkSession, settings: Settings, lake: Lake, rel: Release,
                     base_ds: str, ds: str, users_df: DataFrame, users: list[str]
                     ) -> dict[str, pa.Table]:
-    """Every surface's new lists for ``users``: candidates from the retrieval context of
-    ``base_ds``, scored by :func:`jobs.topn.score_candidates` (the ranker of ``base_ds``),
-    ordered by :func:`jobs.topn.transform`; a user left without a list keeps the parent's
-    minus the items excluded for them (:func:`jobs.foldin.backfill_lists`)."""
+    """Every surface's new lists for ``users``: candidates from the item side of ``base_ds``
+    (``gold/item_context``), scored by :func:`jobs.topn.score_candidates` (the ranker of
+    ``base_ds``), ordered by :func:`jobs.topn.transform`; a user left without a list keeps
+    the parent's minus the items excluded for them (:func:`jobs.foldin.backfill_lists`)."""
     from jobs import topn as topn_job
-    from jobs.asof import latest_partition_at_or_before
-    from jobs.candidates import build_context
     from jobs.candidates import transform as candidates_transform
+    from jobs.item_side import read_item_context
 
     users_df = users_df.cache()
-    ctx = build_context(lake, base_ds, settings)
-    cands = candidates_transform(users_df, spark.sparkContext.broadcast(ctx),
+    context = read_item_context(lake, base_ds, settings)
+    cands = candidates_transform(users_df, spark.sparkContext.broadcast(context.retrieval()),
                                  settings.candidates, ds)
     scored = topn_job.score_candidates(spark, cands, settings, base_ds)
-    items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, base_ds)
-    items = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
-                            ["item_id", "available", "boost", "categories"])
     # About USERS_PER_PARTITION users a partition: topn.transform's body cannot take a
     # partition without rows, which hashing a handful of users would leave.
     parts = max(1, min(settings.spark.shuffle_partitions, len(users) // USERS_PER_PARTITION))
-    top = topn_job.transform(scored, spark.sparkContext.broadcast(topn_job.item_meta(items)),
+    top = topn_job.transform(scored, spark.sparkContext.broadcast(context.meta()),
                              dict(settings.surfaces), settings.seed, ds, parts).toArrow()
     blocked = {r["user_id"]: set(r["excluded"] or ())
                for r in users_df.select("user_id", "excluded").toArrow().to_pylist()}

@@ -72,3 +72,26 @@ def test_duplicate_segment_attributes_are_refused():
 def test_default_settings_segment_by_age_and_gender():
     cfg = PopularitySettings()
     assert segment_of({"age": "40", "gender": "M"}, cfg.segments) == "age=35-44|gender=M"
+
+
+def test_segments_as_of_a_date_match_segment_of_for_every_user():
+    """jobs.user_segments evaluates segment_of once per distinct combination of the rules'
+    attributes and joins it back: every user gets what segment_of gives them."""
+    import pyarrow as pa
+
+    from conf import load_settings
+    from jobs.user_segments import segment_table
+
+    settings = load_settings(overrides={"lake_root": "unused"}, environ={})
+    rules = settings.popularity.segments
+    assert rules, "the default settings segment users"
+    maps = [[("age", "31"), ("gender", "F")], [("gender", "M")], [], None,
+            [("age", "17"), ("gender", "F"), ("age", "52")],  # a repeated key: the last wins
+            [("age", "not a number"), ("occupation", "x")]]
+    users = pa.table({"user_id": [f"u{i}" for i in range(len(maps))],
+                      "attributes": pa.array(maps, pa.map_(pa.string(), pa.string()))})
+    got = segment_table(users, list(rules)).to_pylist()
+    assert [r["user_id"] for r in got] == [f"u{i}" for i in range(len(maps))]
+    for row, attrs in zip(got, maps, strict=True):
+        assert row["segment"] == segment_of(dict(attrs or []), rules), row
+    assert {r["segment"] for r in segment_table(users, []).to_pylist()} == {"all"}

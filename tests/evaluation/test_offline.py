@@ -114,8 +114,6 @@ TOPN = [("u1", 1, "a3", "home_feed"), ("u1", 2, "a2", "home_feed"),
 
 
 def write_stages(lake: Lake, ds: str) -> None:
-    import jobs.candidates  # noqa: F401  (declares gold/candidates)
-
     lake.overwrite_partitions("gold/candidates", pa.Table.from_pylist([
         {"user_id": u, "item_id": i, "score": 1.0 / r, "ann_score": a, "content_score": c,
          "session_score": s, "popular_score": p,

@@ -7,8 +7,9 @@ import pytest
 from conf.errors import EmptyInput
 from conf.retrieval import PopularitySettings, SegmentRule
 from jobs.lake import Lake
-from jobs.popularity import rank_top_k, run, transform, user_segments
+from jobs.popularity import rank_top_k, run, transform
 from jobs.tables import POPULARITY, SILVER_INTERACTIONS, SILVER_USERS
+from jobs.user_segments import segment_table
 from tests.conftest import recpipe
 
 pytestmark = pytest.mark.spark
@@ -44,8 +45,11 @@ def _events_df(spark, rows=EVENTS):
                                        "ts timestamp")
 
 
-def _users_df(spark):
-    return spark.createDataFrame(USERS, "user_id string, attributes map<string,string>")
+def _segments(spark, rules):
+    users = pa.table({"user_id": [u for u, _ in USERS],
+                      "attributes": pa.array([list(a.items()) for _, a in USERS],
+                                             pa.map_(pa.string(), pa.string()))})
+    return spark.createDataFrame(segment_table(users, rules))
 
 
 def _table(df):
@@ -53,7 +57,7 @@ def _table(df):
 
 
 def test_decay_cap_window_and_segments(spark):
-    out = _table(transform(_events_df(spark), user_segments(_users_df(spark), [GENDER]), CFG,
+    out = _table(transform(_events_df(spark), _segments(spark, [GENDER]), CFG,
                            DS, DS))
     # all: a = 2 (capped) + 0.25 = 2.25, b = 0.5 + 0.5 = 1.0
     assert set(out) == {("all", "a"), ("all", "b"), ("gender=F", "a"), ("gender=M", "a"),
@@ -70,7 +74,7 @@ def test_decay_cap_window_and_segments(spark):
 
 def test_small_segments_are_left_out_and_top_k_cuts(spark):
     cfg = CFG.model_copy(update={"min_segment_users": 2, "top_k": 1})
-    out = _table(transform(_events_df(spark), user_segments(_users_df(spark), [GENDER]), cfg,
+    out = _table(transform(_events_df(spark), _segments(spark, [GENDER]), cfg,
                            DS, DS))
     # F has 1 active user, M has 1 (u3's events do not count), unknown 1: only "all" stays
     assert out == {("all", "a"): (1.0, 1)}

@@ -80,12 +80,8 @@ def _vectors(ds: str, vectors: dict) -> pa.Table:
 
 def write_gold(lake: Lake, ds: str, candidates: dict | None = None) -> None:
     """The gold tables of ``ds`` (candidates, embeddings, content, covisitation,
-    popularity) and the catalogue snapshots."""
-    import jobs.candidates  # noqa: F401  (declares the gold tables)
-    import jobs.content  # noqa: F401
-    import jobs.covisitation  # noqa: F401
-    import jobs.embeddings  # noqa: F401
-    import jobs.popularity  # noqa: F401
+    popularity), the catalogue snapshots, and the item context built from them."""
+    from jobs import item_context
 
     lake.overwrite_partitions("gold/candidates", _candidates(ds, candidates or CANDIDATES))
     lake.overwrite_partitions("gold/user_embeddings", _vectors(ds, USER_VECTORS))
@@ -116,6 +112,7 @@ def write_gold(lake: Lake, ds: str, candidates: dict | None = None) -> None:
         "user_id": list(USERS),
         "attributes": pa.array([list(a.items()) for a in USERS.values()], MAP),
         "created_at": pa.array([None] * len(USERS), TS), "ds": [ds] * len(USERS)}))
+    item_context.run(lake.settings, ds)
 
 
 def write_events(lake: Lake, events: list | None = None) -> None:
