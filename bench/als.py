@@ -211,7 +211,11 @@ def main(argv: list[str]) -> int:
                         help="skip the untimed one-iteration fit of each backend")
     parser.add_argument("--env", help="config profile (default: RECPIPE_ENV or local)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--quick", action="store_true",
+                        help="MovieLens 100K, 8 factors, 3 iterations (for a test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.dataset, args.factors, args.iterations = "ml-100k", 8, 3
     als = {k: v for k, v in (("factors", args.factors), ("iterations", args.iterations),
                              ("spark_checkpoint_interval", args.checkpoint_interval or None))
            if v is not None}

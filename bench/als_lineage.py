@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds allowed for one probe (default 600)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the first rung of the ladder (5 iterations; for a test)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--java-options", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint-interval", type=int, default=0, help=argparse.SUPPRESS)
@@ -134,6 +136,8 @@ def main(argv: list[str]) -> int:
     if args.child is not None:
         print(json.dumps(fit_once(args.child, args.java_options, args.checkpoint_interval)))
         return 0
+    if args.quick:
+        args.max_iterations = LADDER[0]
     if not LADDER[0] <= args.max_iterations:
         parser.error(f"--max-iterations must be at least {LADDER[0]}, got {args.max_iterations}")
     from conf import load_settings

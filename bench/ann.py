@@ -223,7 +223,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=_positive, default=None,
                         help="FAISS threads (default: the CPUs this process may use)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small synthetic catalogue only (4,000 x 32; for a test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.items, args.dim, args.users, args.queries = 4000, 32, 2000, 100
+        args.datasets = "synthetic"
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = set(datasets) - {"movielens", "synthetic"}
     if unknown or not datasets:

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lake", type=Path,
                         help="pipeline: lake folder to build or reuse (default: a temporary "
                              "folder, removed afterwards)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the CTR part with DLRM for one epoch (for a test; the pipeline "
+                             "part needs two nightly runs)")
     return parser
 
 
@@ -104,6 +107,8 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     The pipeline part's figures are the top-level keys (``ndcg@10_ranked``, ...); the CTR
     check's result sits under ``ctr``.
     """
+    if args.quick:
+        args.part, args.models, args.epochs = "ctr", "dlrm", 1
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in ("dlrm", "dcn")]
     if bad or not models:

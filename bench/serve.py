@@ -42,6 +42,7 @@ from bench.load import (
     user_script,
 )
 from bench.serve_scale import scale
+from conf.errors import RecpipeError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from serving_export.release.writer import write_release
 
     if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+        raise RecpipeError("wrk is not installed (apt-get install -y wrk; make test installs it)")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="recpipe-bench-serve-"))
     root = workdir / "releases"
     results: dict[str, Any] = {"users": args.users, "items": args.items, "topn": args.topn}
@@ -162,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["uncached"] = {"rps": cold["users"]["rps"], "healthz_rps": cold["healthz"]["rps"],
                                "ratio_to_healthz": cold["ratio"], "rounds": cold["rounds"],
                                "user_recs_max": cold["users"]}
-    results["redis_get"] = redis_get(workdir, results.get("answer_bytes", 2000), 100_000)
+    results["redis_get"] = redis_get(workdir, results.get("answer_bytes", 2000),
+                                     args.redis_requests)
     if args.scale_users:
         results["scale"] = scale(workdir, args.scale_users, args.scale_topn, args.dim)
     if not args.workdir:
@@ -228,19 +230,22 @@ def main(argv: list[str]) -> int:
                         help="also measure load time and RSS of this many users (1000000)")
     parser.add_argument("--scale-topn", type=int, default=100)
     parser.add_argument("--workdir", help="keep the releases here (default: a temp dir)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small release, one-second runs, one round (for a test)")
     args = parser.parse_args(argv)
+    args.redis_requests = 100_000
+    if args.quick:
+        args.users, args.items, args.topn, args.seconds, args.rounds = 200, 500, 50, 1, 1
+        args.rate, args.rate_seconds, args.redis_requests, args.scale_users = 200.0, 1.0, 10_000, 0
     for name in ("users", "items", "topn", "seconds", "connections", "rounds"):
         if getattr(args, name) < 1:
-            print(f"recpipe bench serve: --{name} must be >= 1", file=sys.stderr)
-            return 2
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.items <= args.topn or args.rate <= 0:
-        print("recpipe bench serve: need --items > --topn and --rate > 0", file=sys.stderr)
-        return 2
+        raise UsageError("need --items > --topn and --rate > 0")
     try:
         results = run(args)
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        print(f"recpipe bench serve: {exc}", file=sys.stderr)
-        return 2
+    except subprocess.CalledProcessError as exc:
+        raise RecpipeError(f"{exc.cmd[0]} failed: {exc.stderr or exc}") from exc
     _print(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

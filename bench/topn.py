@@ -191,7 +191,11 @@ def main(argv: list[str]) -> int:
                         help="users timed with the plain argpartition method")
     parser.add_argument("--seed", type=int, default=None, help="default: the settings' seed")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--quick", action="store_true",
+                        help="2,000 users x 3,000 items x 32 (for a test)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.users, args.items, args.dim, args.baseline_users = 2000, 3000, 32, 512
     if args.k > args.items:
         parser.error(f"--k {args.k} exceeds --items {args.items}")
     settings = load_settings()

@@ -1,0 +1,87 @@
+"""Every ``recpipe bench`` command on a small workload (``--quick``): it runs, writes the JSON
+keys the README and the issues quote, and measures its baseline in the same run (the
+baseline's figure is there and positive, not a constant). ``bench quality --quick`` has its
+own tests (``tests/evaluation/protocols/test_bench_quality.py``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO, recpipe, require
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(name: str, tmp_path, *extra: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    assert recpipe(["bench", name, "--quick", "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.fixture
+def data_dir(monkeypatch):
+    """The shared download cache of the checkout (MovieLens 100K from the RecBole wheel)."""
+    monkeypatch.setenv("RECPIPE_DATA_DIR", str(REPO / "var" / "data"))
+
+
+def test_ann_quick_compares_hnsw_with_exact_search(tmp_path):
+    result = run_bench("ann", tmp_path)
+    figures = result["synthetic"]
+    assert {"recall_at_100", "ann_ms_per_query", "exact_ms_per_query", "ef_search",
+            "shards", "build_s"} <= set(figures)
+    assert 0 < figures["recall_at_100"] <= 1
+    assert figures["exact_ms_per_query"] > 0 and figures["ann_ms_per_query"] > 0
+
+
+def test_topn_quick_compares_with_raw_matmul_and_argpartition(tmp_path):
+    result = run_bench("topn", tmp_path)
+    assert {"users_per_s", "fraction_of_matmul", "matmul_gflops",
+            "baseline_argpartition_users_per_s"} <= set(result)
+    assert result["matmul_gflops"] > 0 and result["baseline_argpartition_users_per_s"] > 0
+    assert result["fraction_of_matmul"] > 0
+
+
+@pytest.mark.spark
+def test_als_quick_times_implicit_beside_spark(tmp_path, data_dir, spark):
+    result = run_bench("als", tmp_path)
+    assert result["dataset"] == "ml-100k" and result["iterations"] == 3
+    assert result["implicit_s_per_iter"] > 0 and result["spark_s_per_iter"] > 0
+    assert result["speedup"] == pytest.approx(
+        result["spark_s_per_iter"] / result["implicit_s_per_iter"], rel=0.02)
+    assert result["spark_checkpoint_interval"] == 5
+
+
+def test_als_lineage_quick_probes_each_jvm_setting(tmp_path):
+    result = run_bench("als-lineage", tmp_path, "--timeout", "300")
+    assert result["ladder"] == [5]
+    for case in ("profile_no_checkpoint", "jvm_defaults_no_checkpoint",
+                 "profile_checkpointed"):
+        probes = result[case]["probes"]
+        assert [p["iterations"] for p in probes] == [5], case
+        assert probes[0]["ok"] and probes[0]["seconds"] > 0, (case, probes)
+        assert result[case]["deepest_ok"] == 5 and result[case]["first_failure"] is None
+
+
+def test_serve_quick_measures_the_service_beside_healthz_and_redis(tmp_path):
+    require(shutil.which("wrk") is not None, "wrk not installed (make test installs it)")
+    require(shutil.which("redis-benchmark") is not None, "redis-benchmark not installed")
+    result = run_bench("serve", tmp_path)
+    assert {"p50_ms", "p99_ms", "rps", "healthz_rps", "ratio_to_healthz", "uncached",
+            "redis_get", "load_s"} <= set(result)
+    assert result["healthz_rps"] > 0 and result["rps"] > 0
+    ratios = sorted(r["user_rps"] / r["healthz_rps"] for r in result["rounds"])
+    assert result["ratio_to_healthz"] == pytest.approx(ratios[len(ratios) // 2])
+    assert result["redis_get"]["rps"] > 0
+    assert result["fixed_rate"]["errors"] == 0
+
+
+def test_ranker_quick_runs_the_ctr_check(tmp_path, data_dir):
+    result = run_bench("ranker", tmp_path)
+    ctr = result["ctr"]
+    assert [m["architecture"] for m in ctr["models"]] == ["dlrm"]
+    model = ctr["models"][0]
+    assert 0.5 < model["test_auc"] <= 1 and model["test_logloss"] > 0 and model["epochs_run"] == 1
+    assert ctr["baseline"]["figures"]["DCNV2"]["auc"] == 0.9  # published, printed beside
