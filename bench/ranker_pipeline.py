@@ -128,7 +128,7 @@ def score_seed(spark: Any, settings: Settings, featured: Any, candidates: Any, h
     featured candidates with it and score both top-N lists' ranked side on the holdout."""
     from algorithms.ranker.artifact import read_manifest
     from jobs.rank_candidates import export_dir, fusion_weight, score_featured
-    from training.cli import run_train_ds
+    from training.nightly import run_train_ds
 
     d2 = PIPELINE_DATES[1]
     started = time.perf_counter()

@@ -47,6 +47,8 @@ from jobs.lake import Lake
 from jobs.tables import EVALUATION
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from evaluation.embedding_model import EmbeddingModel
 
 log = logging.getLogger(__name__)
@@ -289,7 +291,12 @@ def load_verdict(lake: Lake, ds: str) -> tuple[bool, list[str], dict[str, float]
 
 
 # -- the job --------------------------------------------------------------------------------
-def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> Verdict:
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict[str, Any]:
+    """The stage: :func:`judge_date` with the evaluation settings of ``settings``, as JSON."""
+    return judge_date(settings, ds).to_json()
+
+
+def judge_date(settings: Settings, ds: str, sections: EvalSections | None = None) -> Verdict:
     """Judge the model version of ``ds`` and record the verdict (no alias moves here).
 
     Raises:
@@ -377,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    verdict = run(settings, args.ds)
+    verdict = judge_date(settings, args.ds)
     print(json.dumps(verdict.to_json()))
     if not verdict.passed:
         print(f"recpipe gate: {args.ds}: candidate {verdict.candidate} REJECTED:",

@@ -61,6 +61,8 @@ from jobs.tables import (
 )
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from evaluation.embedding_model import EmbeddingModel
 
 from evaluation.stage_lists import (
@@ -232,7 +234,13 @@ def score_all(model: EmbeddingModel, holdout: Holdout, tables: Mapping[str, pa.T
     return rows
 
 
-def run(settings: Settings, ds: str, sections: EvalSections | None = None) -> dict[str, Any]:
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict[str, Any]:
+    """The stage: :func:`evaluate` with the evaluation settings of ``settings``."""
+    return evaluate(settings, ds)
+
+
+def evaluate(settings: Settings, ds: str, sections: EvalSections | None = None
+             ) -> dict[str, Any]:
     """Evaluate the model version of ``ds``; write ``gold/evaluation``, log to MLflow.
 
     Args:
@@ -305,6 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
-    report = run(settings, args.ds)
+    report = evaluate(settings, args.ds)
     print(json.dumps(report, default=str))
     return 0

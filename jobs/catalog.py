@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,9 @@ from jobs.cli_common import (
 )
 from jobs.lake import Lake
 from jobs.tables import QUARANTINE_CATALOG, SILVER_ITEMS, SILVER_USERS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def _read(path: Path, kind: str) -> pa.Table:
@@ -116,8 +120,14 @@ def users_to_silver(users: pa.Table, ds: str) -> pa.Table:
     })
 
 
-def run(settings: Settings, ds: str, items_path: Path | None, users_path: Path | None
-        ) -> dict:
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict:
+    """Load ``items.parquet`` and ``users.parquet`` of the landing folder for ``ds``."""
+    folder = landing_dir(settings, None)
+    return load(settings, ds, folder / "items.parquet", folder / "users.parquet")
+
+
+def load(settings: Settings, ds: str, items_path: Path | None, users_path: Path | None
+         ) -> dict:
     """Load the given catalogue files for ``ds``; returns counts per table."""
     lake = Lake(settings)
     report: dict = {"ds": ds}
@@ -168,6 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         items, users = folder / "items.parquet", folder / "users.parquet"
     if items is None and users is None:
         parser.error("give --items and/or --users, or --from-landing")
-    report = run(settings, args.ds, items, users)
+    report = load(settings, args.ds, items, users)
     print(json.dumps(report, indent=2))
     return 0

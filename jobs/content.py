@@ -37,6 +37,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,9 @@ from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake, delta_dataset
 from jobs.tables import ITEM_CONTENT, ITEM_EMBEDDINGS, SILVER_ITEMS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +345,7 @@ def transform(items: pa.Table, embeddings: pa.Table, cfg: ContentSettings, ds: s
     return table, stats
 
 
-def run(settings: Settings, ds: str) -> dict:
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict:
     """Build ``gold/item_content/ds=<ds>`` from the item snapshot and ALS vectors as of ``ds``.
 
     Raises:
@@ -372,6 +376,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ds", required=True, type=parse_ds)
     add_common_args(parser)
     args = parser.parse_args(argv)
-    report = run(settings_from_args(args), args.ds)
+    report = run(None, settings_from_args(args), args.ds)
     print(json.dumps(report))
     return 0

@@ -141,7 +141,7 @@ def ingest_step(spark: SparkSession, settings: Settings, ds: str, hour: int,
             same_day = ledger.filter(pc.equal(ledger.column("ds"), ds))
             lake.overwrite_partitions(HOURLY_FILES.name, pa.concat_tables(
                 [same_day.select(rows.column_names).cast(HOURLY_FILES.schema), rows]), [ds])
-        summary = ingest.run(spark, settings, ds, source)
+        summary = ingest.ingest_source(spark, settings, ds, source)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {**report, "batch": batch, "source_rows": summary.source_rows,

@@ -75,7 +75,14 @@ def split_day(bronze_day: DataFrame, stored: DataFrame, settings: Settings, ds: 
     return accepted, dups, quarantine
 
 
-def run(spark: SparkSession, settings: Settings, ds: str, source: str | Path) -> IngestSummary:
+def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
+    """Ingest ``events.parquet`` of the landing folder for ``ds``; the summary as a dict."""
+    source = landing_dir(settings, None) / "events.parquet"
+    return asdict(ingest_source(spark, settings, ds, source))
+
+
+def ingest_source(spark: SparkSession, settings: Settings, ds: str, source: str | Path
+                  ) -> IngestSummary:
     """Ingest ``source`` for date ``ds``; see the module docstring."""
     lake = Lake(settings)
     files = list_source_files(source)
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     list_source_files(source)  # a missing or unreadable source stops before Spark starts
     from jobs.spark import get_spark
 
-    summary = run(get_spark(settings), settings, args.ds, source)
+    summary = ingest_source(get_spark(settings), settings, args.ds, source)
     print(format_summary(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

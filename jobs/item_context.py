@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +45,9 @@ from jobs.tables import (
     ITEM_EMBEDDINGS,
     SILVER_ITEMS,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +166,7 @@ def build(catalogue: pa.Table, embeddings: pa.Table, content: pa.Table,
     }, schema=ITEM_CONTEXT.schema)
 
 
-def run(settings: Settings, ds: str) -> dict[str, Any]:
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict[str, Any]:
     """Build ``gold/item_context/ds=<ds>`` from the gold and silver tables of ``ds``.
 
     Raises:
@@ -195,5 +198,5 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ds", required=True, type=parse_ds)
     add_common_args(parser)
     args = parser.parse_args(argv)
-    print(json.dumps(run(settings_from_args(args), args.ds)))
+    print(json.dumps(run(None, settings_from_args(args), args.ds)))
     return 0

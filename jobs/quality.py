@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from conf import Settings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def quarantine_share(raw_rows: int, quarantined_rows: int) -> float:
@@ -23,7 +27,8 @@ def quarantine_share(raw_rows: int, quarantined_rows: int) -> float:
     return quarantined_rows / raw_rows
 
 
-def run(settings: Settings, ds: str) -> dict:
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict:
+    """The share of ``ds``'s raw events that were quarantined, against the limit."""
     lake = Lake(settings)
     raw = lake.read_arrow(BRONZE_EVENTS.name, [ds], columns=["event_id"]).num_rows
     bad = lake.read_arrow(QUARANTINE_EVENTS.name, [ds], columns=["reason"])
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ds", required=True, type=parse_ds)
     add_common_args(parser)
     args = parser.parse_args(argv)
-    report = run(settings_from_args(args), args.ds)
+    report = run(None, settings_from_args(args), args.ds)
     print(json.dumps(report, indent=2))
     if not report["passed"]:
         why = ("no raw events" if not report["raw"] else

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The nightly on MovieLens 100K for two dates with the code at REF and with the working tree,
-# each in its own throwaway lake, then every gold table compared row by row
-# (scripts/compare_gold.py). Shows that a change of structure changed no output.
-#   bash scripts/gold_before_after.sh REF [OUT_DIR]
+# The nightly on MovieLens 100K for two dates with the code at BEFORE and at AFTER (default
+# HEAD), each from its own checkout (git worktree) into its own throwaway lake, then every
+# gold table compared row by row (scripts/compare_gold.py). Shows that a change of structure
+# changed no output.
+#   bash scripts/gold_before_after.sh BEFORE [AFTER] [OUT_DIR]
 # Torch and BLAS run on one thread so that the ranker trains the same way twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-REF=${1:?usage: gold_before_after.sh REF [OUT_DIR]}
-OUT=${2:-$(mktemp -d -t recpipe-gold-XXXX)}
+BEFORE=${1:?usage: gold_before_after.sh BEFORE [AFTER] [OUT_DIR]}
+AFTER=${2:-HEAD}
+OUT=${3:-$(mktemp -d -t recpipe-gold-XXXX)}
 BIN=$ROOT/.venv/bin
 mkdir -p "$OUT"
-git worktree add --detach "$OUT/before-src" "$REF" >/dev/null
-trap 'git worktree remove --force "$OUT/before-src" >/dev/null 2>&1 || true' EXIT
+git worktree add --detach "$OUT/before-src" "$BEFORE" >/dev/null
+git worktree add --detach "$OUT/after-src" "$AFTER" >/dev/null
+trap 'git worktree remove --force "$OUT/before-src" >/dev/null 2>&1 || true;
+      git worktree remove --force "$OUT/after-src" >/dev/null 2>&1 || true' EXIT
 
 run_tree() {  # run_tree SRC NAME: both nights with the code of SRC into $OUT/NAME
   local src=$1 name=$2 tmp=$OUT/$2
@@ -32,8 +36,8 @@ run_tree() {  # run_tree SRC NAME: both nights with the code of SRC into $OUT/NA
       tail -3 "$tmp/nightly-$ds.log"; }
   done
 }
-echo "== before: $REF"
+echo "== before: $BEFORE"
 run_tree "$OUT/before-src" before
-echo "== after: working tree"
-run_tree "$ROOT" after
+echo "== after: $AFTER"
+run_tree "$OUT/after-src" after
 "$BIN/python" scripts/compare_gold.py "$OUT/before/lake" "$OUT/after/lake"

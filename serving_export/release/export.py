@@ -17,6 +17,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -32,8 +33,12 @@ from jobs.tables import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
 from jobs.user_segments import segments_as_of
 from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
 from serving_export.release.format import OVERALL
-from serving_export.release.publish import list_releases, publish
+from serving_export.release.promotion import publish_release
+from serving_export.release.publish import list_releases
 from serving_export.release.writer import write_release
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 READS = ("gold/topn", "gold/similar_items", "gold/popularity", "gold/user_embeddings",
@@ -132,8 +137,8 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     return data, table_versions
 
 
-def run(settings: Settings, ds: str, do_publish: bool = False) -> dict:
-    """Export the release of ``ds`` (and publish it when asked)."""
+def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict:
+    """Export the release of ``ds`` (publishing is the ``publish`` stage's)."""
     lake = Lake(settings)
     root = Path(settings.resolve(settings.serving.releases_root))
     data, table_versions = collect(settings, lake, ds)
@@ -153,10 +158,6 @@ def run(settings: Settings, ds: str, do_publish: bool = False) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
         report["written"] = True
         report["path"] = str(path)
-    if do_publish:
-        previous = publish(root, rid)
-        report["published"] = True
-        report["previous"] = previous
     return report
 
 
@@ -167,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="point CURRENT at the release (only if it passed the gate)")
     add_common_args(parser)
     args = parser.parse_args(argv)
-    report = run(settings_from_args(args), args.ds, args.publish)
+    settings = settings_from_args(args)
+    report = run(None, settings, args.ds)
+    if args.publish:  # CURRENT, then the MLflow aliases (serving_export.release.promotion)
+        root = Path(settings.resolve(settings.serving.releases_root))
+        report["previous"], report["champions"] = publish_release(settings, root,
+                                                                  report["release_id"])
+        report["published"] = True
     print(json.dumps(report, indent=2))
     return 0

@@ -121,7 +121,7 @@ def test_gate_without_candidate_is_a_clear_error(env):
     settings, cfg, lake = env
     write_day(lake, "2023-12-30", GOOD_ITEMS, "als-unregistered")
     with pytest.raises(NoCandidate, match="run `recpipe evaluate --ds 2023-12-30`"):
-        gate.run(settings, "2023-12-30", cfg)
+        gate.judge_date(settings, "2023-12-30", cfg)
 
 
 def _ranker_version(cfg, ds: str, tmp) -> str:
@@ -182,7 +182,7 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
 
     # day 1: no champion; beats popularity -> passes; the alias waits for the publish
     write_day(lake, DS, GOOD_ITEMS, "als-day1")
-    offline.run(settings, DS, cfg)
+    offline.evaluate(settings, DS, cfg)
     code, out, err = _cli(gate, DS, settings, cfg, monkeypatch, capsys)
     first = json.loads(out)
     assert code == 0, err
@@ -207,7 +207,7 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
 
     # day 2: swapped item vectors -> rejected, exit 1, reasons on stderr, alias unchanged
     write_day(lake, DAY2, SWAPPED_ITEMS, "als-day2-broken")
-    offline.run(settings, DAY2, cfg)
+    offline.evaluate(settings, DAY2, cfg)
     code, out, err = _cli(gate, DAY2, settings, cfg, monkeypatch, capsys)
     second = json.loads(out)
     assert code == 1
@@ -233,12 +233,12 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     assert {"model", "popularity", "gate", "gate/candidate"} <= {r["stage"] for r in rows}
 
     # rerunning day 2 gives the same verdict
-    assert not gate.run(settings, DAY2, cfg).passed
+    assert not gate.judge_date(settings, DAY2, cfg).passed
 
     # day 3: good again -> passes against day 1; published, it is champion, previous day 1
     write_day(lake, DAY3, GOOD_ITEMS, "als-day3")
-    offline.run(settings, DAY3, cfg)
-    third = gate.run(settings, DAY3, cfg)
+    offline.evaluate(settings, DAY3, cfg)
+    third = gate.judge_date(settings, DAY3, cfg)
     assert third.passed and third.champion == v1
     assert _champion(cfg, name) == v1
     _publish(settings, cfg, root, DAY3)
@@ -247,7 +247,7 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
     assert _champion(cfg, cfg.mlflow.ranker_model) == rankers[DAY3]
     assert _champion(cfg, cfg.mlflow.ranker_model, registry.PREVIOUS) == rankers[DS]
     # rerun of day 3: already champion, compared with previous again
-    again = gate.run(settings, DAY3, cfg)
+    again = gate.judge_date(settings, DAY3, cfg)
     assert again.passed and again.champion == v1
 
     # rolling the releases back moves the aliases back with CURRENT
@@ -259,8 +259,8 @@ def test_good_then_broken_then_good(env, monkeypatch, capsys, tmp_path):
 
     # a backfill of an old date never passes against a newer champion
     write_day(lake, "2024-01-01", GOOD_ITEMS, "als-old")
-    offline.run(settings, "2024-01-01", cfg)
-    old = gate.run(settings, "2024-01-01", cfg)
+    offline.evaluate(settings, "2024-01-01", cfg)
+    old = gate.judge_date(settings, "2024-01-01", cfg)
     assert not old.passed and [c.name for c in old.checks if not c.passed] == [
         "not_older_than_champion"]
     assert _champion(cfg, name) == v1

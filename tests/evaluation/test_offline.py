@@ -283,7 +283,7 @@ def test_run_writes_rows_logs_the_run_and_registers_the_model(lake, settings, tm
     from evaluation import offline, registry
 
     cfg = sections(tmp_path)
-    out = offline.run(settings, DS, cfg)
+    out = offline.evaluate(settings, DS, cfg)
     assert out["model_version"] == "als-good" and out["users"] == 7
     assert out["headline"]["model"]["ndcg@10"] == pytest.approx(
         ((1 + dcg(7)) / IDCG2 + 5 + dcg(3)) / 7)
@@ -308,7 +308,7 @@ def test_run_writes_rows_logs_the_run_and_registers_the_model(lake, settings, tm
         assert version.tags["lake.gold/training_matrix"] == str(
             lake.version("gold/training_matrix"))
         # a rerun reuses the run and the registered version
-        again = offline.run(settings, DS, cfg)
+        again = offline.evaluate(settings, DS, cfg)
         assert again["run_id"] == out["run_id"] and again["registered"] == out["registered"]
         assert len(client.search_model_versions(
             f"name = '{cfg.mlflow.embeddings_model}'")) == 1
@@ -324,4 +324,4 @@ def test_run_without_holdout_events_is_empty_input(settings, tmp_path):
     lake.overwrite_partitions("silver/interactions", _events(
         [("u1", "a2", "view", 3.0)], DS, "only-view"))
     with pytest.raises(EmptyInput, match="no positive holdout event"):
-        offline.run(settings, DS, sections(tmp_path))
+        offline.evaluate(settings, DS, sections(tmp_path))

@@ -36,7 +36,7 @@ def _rejects(lake: Lake) -> list[tuple[str, str | None, str]]:
 
 def test_bad_rows_are_quarantined_with_their_reason(settings, files):
     items, users = files
-    report = catalog.run(settings, DS, items, users)
+    report = catalog.load(settings, DS, items, users)
     assert report["items"] == {"accepted": 2, "quarantined": 3}
     assert report["users"] == {"accepted": 2, "quarantined": 2}
     lake = Lake(settings)
@@ -52,26 +52,26 @@ def test_bad_rows_are_quarantined_with_their_reason(settings, files):
 
 def test_reloading_one_kind_keeps_the_other_kinds_rejects(settings, files, tmp_path):
     items, users = files
-    catalog.run(settings, DS, items, users)
+    catalog.load(settings, DS, items, users)
     fixed = _write(tmp_path / "users-fixed.parquet", user_id=["u1", "u2", "u3"])
-    catalog.run(settings, DS, None, fixed)
+    catalog.load(settings, DS, None, fixed)
     lake = Lake(settings)
     assert _rejects(lake) == [("item", " ", "missing_item_id"),
                               ("item", "i2", "duplicate_item_id"), ("item", "i3", "bad_boost")]
     assert sorted(lake.read_arrow(SILVER_USERS.name, [DS]).column("user_id").to_pylist()) \
         == ["u1", "u2", "u3"]
     # rerunning the same load changes nothing
-    catalog.run(settings, DS, None, fixed)
+    catalog.load(settings, DS, None, fixed)
     assert len(_rejects(lake)) == 3
 
 
 def test_missing_or_unreadable_files_are_named(settings, tmp_path):
     with pytest.raises(SourceError, match="items file not found: .*nope.parquet"):
-        catalog.run(settings, DS, tmp_path / "nope.parquet", None)
+        catalog.load(settings, DS, tmp_path / "nope.parquet", None)
     bad = tmp_path / "users.parquet"
     bad.write_text("not parquet")
     with pytest.raises(SourceError, match="cannot read users file"):
-        catalog.run(settings, DS, None, bad)
+        catalog.load(settings, DS, None, bad)
     no_id = _write(tmp_path / "items.parquet", title=["x"])
     with pytest.raises(SourceError, match="lacks its id column 'item_id'"):
-        catalog.run(settings, DS, no_id, None)
+        catalog.load(settings, DS, no_id, None)

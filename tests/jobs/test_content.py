@@ -172,17 +172,17 @@ def test_run_reads_as_of_ds_and_a_rerun_gives_the_same_rows(settings):
         .append_column("ds", pa.array(["2024-01-01"] * n))
     lake.overwrite_partitions(SILVER_ITEMS.name, items)
     with pytest.raises(EmptyInput, match="item_embeddings"):
-        run(settings, "2024-01-10")
+        run(None, settings, "2024-01-10")
     emb = _embeddings()
     write_deltalake(lake.path(ITEM_EMBEDDINGS.name),
                     emb.append_column("ds", pa.array(["2024-01-09"] * emb.num_rows)),
                     partition_by=["ds"])
-    report = run(settings, "2024-01-10")
+    report = run(None, settings, "2024-01-10")
     assert report["items_partition"] == "2024-01-01"
     assert report["embeddings_partition"] == "2024-01-09"
     assert report["model_versions"] == ["als-1"]
     first = lake.read_arrow(ITEM_CONTENT.name, ["2024-01-10"]).sort_by("id").to_pylist()
-    run(settings, "2024-01-10")
+    run(None, settings, "2024-01-10")
     second = lake.read_arrow(ITEM_CONTENT.name, ["2024-01-10"]).sort_by("id").to_pylist()
     assert first == second
     assert [r["id"] for r in first] == ["blank", "cold", "i1", "i2", "i3", "i4", "i5"]

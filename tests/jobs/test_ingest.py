@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.ingest import run
+from jobs.ingest import ingest_source
 from jobs.lake import Lake
 from tests.conftest import recpipe
 
@@ -47,7 +47,7 @@ def _silver(lake):
 
 def test_bad_rows_are_quarantined_with_reasons_and_good_rows_land(spark, settings, tmp_path):
     src = _write(tmp_path / "events.csv", GOOD + list(BAD) + [GOOD[0]])  # + exact repeat
-    summary = run(spark, settings, DS, src)
+    summary = ingest_source(spark, settings, DS, src)
     lake = Lake(settings)
     quarantine = lake.read_arrow("quarantine/events").to_pylist()
     got = sorted((r["event_id"] or "", r["reason"]) for r in quarantine)
@@ -69,11 +69,11 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_land(spark, setting
 
 def test_reingest_same_file_changes_nothing(spark, settings, tmp_path):
     src = _write(tmp_path / "events.csv", GOOD + ["b1,,i1,click,,2024-01-01T10:00:00Z,"])
-    run(spark, settings, DS, src)
+    ingest_source(spark, settings, DS, src)
     lake = Lake(settings)
     before = (_silver(lake), lake.read_arrow("bronze/events").num_rows,
               lake.read_arrow("quarantine/events").num_rows, lake.version("silver/interactions"))
-    again = run(spark, settings, DS, src)
+    again = ingest_source(spark, settings, DS, src)
     after = (_silver(lake), lake.read_arrow("bronze/events").num_rows,
              lake.read_arrow("quarantine/events").num_rows, lake.version("silver/interactions"))
     assert after == before
@@ -82,8 +82,8 @@ def test_reingest_same_file_changes_nothing(spark, settings, tmp_path):
 
 
 def test_second_file_merges_into_existing_partitions(spark, settings, tmp_path):
-    run(spark, settings, DS, _write(tmp_path / "a.csv", GOOD[:2]))
-    second = run(spark, settings, DS, _write(tmp_path / "b.csv", GOOD[1:]))
+    ingest_source(spark, settings, DS, _write(tmp_path / "a.csv", GOOD[:2]))
+    second = ingest_source(spark, settings, DS, _write(tmp_path / "b.csv", GOOD[1:]))
     assert second.accepted == 2 and second.duplicates == 1
     assert [r[0] for r in _silver(Lake(settings))] == ["g1", "g2", "g3", "g4"]
 
@@ -95,8 +95,8 @@ def test_jsonl_and_parquet_sources(spark, settings, tmp_path):
     pq.write_table(pa.table({
         "event_id": ["p1"], "user_id": ["u"], "item_id": ["i"], "event_type": ["rating"],
         "value": [3.5], "ts": ["2024-01-01T00:00:00Z"]}), tmp_path / "e.parquet")
-    s1 = run(spark, settings, DS, tmp_path / "e.jsonl")
-    s2 = run(spark, settings, DS, tmp_path / "e.parquet")
+    s1 = ingest_source(spark, settings, DS, tmp_path / "e.jsonl")
+    s2 = ingest_source(spark, settings, DS, tmp_path / "e.parquet")
     assert (s1.accepted, s1.by_reason) == (1, {"malformed_row": 1})
     assert s2.accepted == 1
     silver = {r[0]: r for r in _silver(Lake(settings))}
@@ -116,7 +116,7 @@ def test_bad_header_is_a_clear_error(spark, settings, tmp_path):
 
     (tmp_path / "x.csv").write_text("id,user,item\n1,2,3\n")
     with pytest.raises(SourceError, match="lacks required column"):
-        run(spark, settings, DS, tmp_path / "x.csv")
+        ingest_source(spark, settings, DS, tmp_path / "x.csv")
     assert not Lake(settings).exists("bronze/events")
 
 

@@ -82,7 +82,7 @@ def test_written_once_and_read_back_the_same(settings):
         "rank", pa.array([1] * 4, pa.int32())).append_column("ds", pa.array([DS] * 4)))
     with pytest.raises(EmptyInput, match="recpipe item-context"):
         read_item_context(lake, DS, settings)
-    report = run(settings, DS)
+    report = run(None, settings, DS)
     assert (report["items"], report["with_cf"]) == (3, 2)
     ctx = read_item_context(lake, DS, settings)
     built = build(catalogue, embeddings, content, covis, settings.als.factors, DS)

@@ -48,7 +48,7 @@ def planted_examples(n_users: int, seed: int) -> pa.Table:
 @pytest.fixture(scope="module")
 def trained(spark, tmp_path_factory):
     """A lake with D2's gold tables and planted examples, and the ranker trained on them."""
-    from training.cli import run_train_ds
+    from training.nightly import run_train_ds
 
     tmp = tmp_path_factory.mktemp("ranked")
     settings = make_settings(tmp, **TINY)
@@ -178,7 +178,7 @@ def test_the_fusion_weight_is_chosen_on_validation_users(spark, trained, tmp_pat
     from algorithms.ranker.artifact import read_manifest
     from conf.errors import ArtifactError
     from jobs.rank_candidates import export_dir, fusion_weight, ranked_candidates
-    from training.cli import run_train_ds
+    from training.nightly import run_train_ds
 
     settings, _, mlflow_cfg = trained
     auto = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={
@@ -214,7 +214,7 @@ def test_training_reads_the_earlier_label_windows(trained, tmp_path):
     """``example_windows: 3``: the ranker of D2 trains on the examples of D2 and of D2 - 14
     days (a second window, other users), and skips the missing D2 - 28; a user present in
     both windows has two candidate lists in the validation NDCG, not one merged list."""
-    from training.cli import example_dates, list_keys, run_train_ds
+    from training.nightly import example_dates, list_keys, run_train_ds
 
     settings, summary, mlflow_cfg = trained
     earlier = "2024-01-10"

@@ -112,7 +112,7 @@ def write_gold(lake: Lake, ds: str, candidates: dict | None = None) -> None:
         "user_id": list(USERS),
         "attributes": pa.array([list(a.items()) for a in USERS.values()], MAP),
         "created_at": pa.array([None] * len(USERS), TS), "ds": [ds] * len(USERS)}))
-    item_context.run(lake.settings, ds)
+    item_context.run(None, lake.settings, ds)
 
 
 def write_events(lake: Lake, events: list | None = None) -> None:

@@ -94,7 +94,7 @@ def tiny_lake(hourly_settings):
     vec = pa.array(ITEM_VECS.tolist(), pa.list_(pa.float32()))
     lake.overwrite_partitions("gold/item_embeddings", pa.table({
         "id": ITEMS, "vector": vec, "model_version": ["als-test"] * 6, "ds": [BASE_DS] * 6}))
-    item_context.run(hourly_settings, BASE_DS)
+    item_context.run(None, hourly_settings, BASE_DS)
     root = _base_release(hourly_settings, version)
     lake.overwrite_partitions("silver/interactions", _silver(BASE_EVENTS + LATER_EVENTS))
     return lake, root
