@@ -69,8 +69,8 @@ def topk_inner_product(
         ValueError: shapes disagree, ``k`` or ``block_rows`` or ``threads`` is out of range,
             or an input holds NaN or infinity.
     """
-    q = _as_matrix(queries, "queries")
-    x = _as_matrix(items, "items")
+    q = as_vectors(queries, "queries")
+    x = as_vectors(items, "items")
     n_queries, n_items = q.shape[0], x.shape[0]
     if q.shape[1] != x.shape[1]:
         raise ValueError(f"queries have {q.shape[1]} dimensions but items have {x.shape[1]}")
@@ -129,7 +129,12 @@ def _default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _as_matrix(values: np.ndarray, name: str) -> np.ndarray:
+def as_vectors(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` as a C-contiguous float32 (rows, D) array.
+
+    Raises:
+        ValueError: not 2-D, or holds NaN or infinity (``name`` is in the message).
+    """
     out = np.ascontiguousarray(values, dtype=np.float32)
     if out.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {out.shape}")

@@ -17,6 +17,17 @@ def parse_ds(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
+def parse_hour(text: str) -> int:
+    """Validate a logical hour 0-23 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an hour 0-23: {text!r}") from None
+    if not 0 <= value <= 23:
+        raise argparse.ArgumentTypeError(f"not an hour 0-23: {text!r}")
+    return value
+
+
 def add_landing_arg(parser: argparse.ArgumentParser) -> None:
     """``--landing DIR``: the folder new files arrive in (empty or absent: ``landing``)."""
     parser.add_argument("--landing", default="",

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from conf import Settings
 from conf.errors import SourceError
-from jobs.cli_common import add_common_args, parse_ds, settings_from_args
+from jobs.cli_common import add_common_args, parse_ds, parse_hour, settings_from_args
 from jobs.lake import Lake
 from jobs.sources import FORMATS, batch_id, list_source_files
 from jobs.tables import (
@@ -149,20 +149,10 @@ def ingest_step(spark: SparkSession, settings: Settings, ds: str, hour: int,
             "quarantined": summary.quarantined, "by_reason": summary.by_reason}
 
 
-def _hour(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an hour 0-23: {text!r}") from None
-    if not 0 <= value <= 23:
-        raise argparse.ArgumentTypeError(f"not an hour 0-23: {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recpipe hourly", description=__doc__.split("\n")[0])
     parser.add_argument("--ds", required=True, type=parse_ds, help="logical date YYYY-MM-DD")
-    parser.add_argument("--hour", required=True, type=_hour,
+    parser.add_argument("--hour", required=True, type=parse_hour,
                         help="logical hour 0-23 (UTC); events before ds HH:00 are used")
     parser.add_argument("--spool", action="append", default=[],
                         help="event spool folder (repeatable; empty or absent: "

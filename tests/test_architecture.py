@@ -122,3 +122,19 @@ def test_every_package_is_installed():
     include = {line.strip().rstrip("*") for line in
                cfg["options.packages.find"]["include"].splitlines() if line.strip()}
     assert set(PACKAGES) - {"dags"} <= include
+
+
+def test_the_service_reads_releases_and_nothing_else_of_ours():
+    """The service imports the release reader (and the ``CURRENT`` pointer), the index loader
+    and the settings: never the lake, the jobs, training or evaluation."""
+    allowed = ("conf", "serving_export.service", "serving_export.release.reader",
+               "serving_export.release.format", "serving_export.release.publish",
+               "serving_export.index")
+    found = []
+    for path in sorted((REPO / "serving_export" / "service").rglob("*.py")):
+        module = module_name(path)
+        for line, name in imported(ast.parse(path.read_text()), module):
+            if layer_of(name) is not None and name != "serving_export" and not any(
+                    name == a or name.startswith(a + ".") for a in allowed):
+                found.append(f"{path.relative_to(REPO)}:{line}: {name}")
+    assert not found, "\n".join(found)

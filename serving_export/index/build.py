@@ -8,8 +8,9 @@ import logging
 import faiss
 import numpy as np
 
+from algorithms.topk import as_vectors
 from conf.index import IndexSettings
-from serving_export.index.shards import ShardedIndex, as_vectors, omp_threads
+from serving_export.index.shards import ShardedIndex, omp_threads
 from serving_export.index.tuning import tune_ef_search
 
 logger = logging.getLogger(__name__)

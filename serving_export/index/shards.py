@@ -39,6 +39,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from algorithms.topk import as_vectors
 from conf.errors import IndexCorrupt, IndexDirectoryNotEmpty
 
 logger = logging.getLogger(__name__)
@@ -76,20 +77,6 @@ def omp_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def as_vectors(values: np.ndarray, name: str) -> np.ndarray:
-    """``values`` as a C-contiguous float32 (rows, D) array.
-
-    Raises:
-        ValueError: not 2-D, or holds NaN or infinity (``name`` is in the message).
-    """
-    out = np.ascontiguousarray(values, dtype=np.float32)
-    if out.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {out.shape}")
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name} hold NaN or infinite values")
-    return out
 
 
 def to_gpu(index: faiss.Index, what: str, keep: list[object]) -> faiss.Index:

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+from algorithms.topk import as_vectors
 from conf.errors import RecallTargetNotMet
 from evaluation.metrics import ann_recall
-from serving_export.index.shards import ShardedIndex, Tuning, as_vectors, to_gpu
+from serving_export.index.shards import ShardedIndex, Tuning, to_gpu
 
 logger = logging.getLogger(__name__)
 

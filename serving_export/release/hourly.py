@@ -33,7 +33,7 @@ import pyarrow as pa
 from algorithms.window import dates_between
 from conf import Settings
 from conf.errors import FoldInError, ReleaseNotFound
-from jobs.cli_common import parse_ds
+from jobs.cli_common import parse_ds, parse_hour
 from jobs.foldin import changed_users, hour_window, merge_purchased, recent_items, release_id
 from jobs.lake import Lake
 from jobs.tables import SILVER_INTERACTIONS
@@ -257,20 +257,10 @@ def publish_if_live(settings: Settings, root: Path, rid: str, parent_id: str) ->
     return True
 
 
-def _hour(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an hour 0-23: {text!r}") from None
-    if not 0 <= value <= 23:
-        raise argparse.ArgumentTypeError(f"not an hour 0-23: {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser, parent: bool) -> None:
     """``--ds`` and ``--hour`` (and ``--parent``) of the hourly release commands."""
     parser.add_argument("--ds", required=True, type=parse_ds, help="logical date YYYY-MM-DD")
-    parser.add_argument("--hour", required=True, type=_hour,
+    parser.add_argument("--hour", required=True, type=parse_hour,
                         help="logical hour 0-23 (UTC); events before ds HH:00 are used")
     if parent:
         parser.add_argument("--parent", default="",

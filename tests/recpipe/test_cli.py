@@ -50,3 +50,12 @@ def test_an_open_pipe_still_gets_the_whole_output():
                           text=True, cwd=REPO, timeout=120, check=True)
     assert proc.stdout.startswith("usage: recpipe COMMAND")
     assert "  bench " in proc.stdout
+
+
+def test_help_lists_only_commands_that_exist():
+    import importlib
+
+    from recpipe.cli import COMMANDS
+
+    for name, (module, _) in COMMANDS.items():
+        assert callable(importlib.import_module(module).main), name
