@@ -103,14 +103,14 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
              .repartition(max(1, settings.spark.shuffle_partitions), "user_id"))
     cands = transform(users, spark.sparkContext.broadcast(ctx), cfg, ds)
     version = lake.write_spark(CANDIDATES.name, cands, [ds])
-    stats = lake.read_arrow(CANDIDATES.name, [ds], columns=["user_id", "sources"])
-    per_source: dict[str, int] = {}
-    for srcs in stats.column("sources").to_pylist():
-        for s in srcs:
-            per_source[s] = per_source.get(s, 0) + 1
-    users_n = len(set(stats.column("user_id").to_pylist()))
-    return {"ds": ds, "rows": stats.num_rows, "users": users_n, "items": len(ctx.item_ids),
-            "found_by": per_source, "version": version}
+    written = lake.read_spark(spark, CANDIDATES.name, [ds]).select("user_id", "sources")
+    totals = written.agg(F.count(F.lit(1)).alias("rows"),
+                         F.countDistinct("user_id").alias("users")).collect()[0]
+    per_source = dict(written.select(F.explode("sources").alias("s")).groupBy("s").count()
+                      .collect())
+    return {"ds": ds, "rows": totals["rows"], "users": totals["users"],
+            "items": len(ctx.item_ids), "found_by": dict(sorted(per_source.items())),
+            "version": version}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from pyspark.sql.types import StructType
 
 from conf import Settings
 from jobs.lake import Lake
+from jobs.spark_arrow import whole_users
 
 if TYPE_CHECKING:
     from algorithms.ranker.artifact import Ranker
@@ -115,28 +116,26 @@ def fuse(users: np.ndarray, items: np.ndarray, model: np.ndarray, retrieval: np.
 
 def score_batches(batches, path: str, columns: list[str], batch_size: int, threads: int,
                   weight: float):
-    """``mapInArrow`` body over one partition holding all rows of its users: featured
-    candidate rows in, the candidate ``columns`` out with ``score`` replaced (float64)."""
+    """``mapInArrow`` body over one partition holding all rows of its users, sorted by
+    ``(user_id, item_id)``: featured candidate rows in, the candidate ``columns`` out with
+    ``score`` replaced (float64). Streams: one batch of whole users at a time."""
     import torch
 
     torch.set_num_threads(threads)
     ranker = load_cached(Path(path))
-    batches = [b for b in batches if b.num_rows]
-    if not batches:
-        return
-    # A row's score must not depend on which rows share its batch (a matrix product's last
-    # bits follow the batch's shape), and the shuffle delivers a partition's rows in any
-    # order: score them in a fixed order, so a rerun writes the same scores.
-    table = pa.Table.from_batches(batches).sort_by([("user_id", "ascending"),
-                                                    ("item_id", "ascending")])
-    probs = ranker.score_table(table, batch_size)
-    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
-    items = np.asarray(table.column("item_id").to_pylist(), dtype=object)
-    retrieval = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
-    final = fuse(users, items, probs, retrieval, weight)
-    arrays = [pa.array(final, pa.float64()) if name == "score"
-              else table.column(name).combine_chunks() for name in columns]
-    yield from pa.Table.from_arrays(arrays, names=columns).to_batches()
+    # A row's score must not depend on the shuffle's delivery order (a matrix product's
+    # last bits follow the batch's shape): Spark sorts each partition by (user, item), so
+    # the batches, and the scores, are the same on a rerun.
+    for batch in whole_users(batches):
+        table = pa.Table.from_batches([batch])
+        probs = ranker.score_table(table, batch_size)
+        users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
+        items = np.asarray(table.column("item_id").to_pylist(), dtype=object)
+        retrieval = table.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+        final = fuse(users, items, probs, retrieval, weight)
+        arrays = [pa.array(final, pa.float64()) if name == "score"
+                  else table.column(name).combine_chunks() for name in columns]
+        yield from pa.Table.from_arrays(arrays, names=columns).to_batches()
 
 
 def fusion_weight(settings: Settings, manifest: dict) -> float:
@@ -190,7 +189,7 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
         yield from score_batches(batches, where, columns, size, threads, weight)
 
     return (featured.repartition(max(1, settings.spark.shuffle_partitions), "user_id")
-            .mapInArrow(body, schema))
+            .sortWithinPartitions("user_id", "item_id").mapInArrow(body, schema))
 
 
 def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Settings,

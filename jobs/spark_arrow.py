@@ -1,8 +1,10 @@
-"""Conversions between Arrow and Spark schemas (only the types our tables use)."""
+"""Conversions between Arrow and Spark schemas (only the types our tables use), and the
+regrouping of ``mapInArrow`` batches by key."""
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import types as T
 
 
@@ -35,3 +37,26 @@ def arrow_schema_to_spark(schema: pa.Schema) -> T.StructType:
     """Spark ``StructType`` with the same fields as ``schema``."""
     return T.StructType([T.StructField(f.name, arrow_type_to_spark(f.type), f.nullable)
                          for f in schema])
+
+
+def whole_users(batches):
+    """Arrow batches of rows sorted by ``user_id`` -> batches that never split a user's rows.
+
+    The last user of each batch is held back and put in front of the next one, so memory
+    stays at one batch (plus one user's rows) however large the partition is.
+    """
+    held = None
+    for batch in batches:
+        if held is not None and held.num_rows:
+            batch = pa.Table.from_batches([held, batch]).combine_chunks().to_batches()[0]
+        if batch.num_rows == 0:
+            continue
+        users = batch.column("user_id")
+        last = users[batch.num_rows - 1]
+        tail = int(pc.sum(pc.equal(users, last)).as_py())
+        cut = batch.num_rows - tail
+        if cut:
+            yield batch.slice(0, cut)
+        held = batch.slice(cut)
+    if held is not None and held.num_rows:
+        yield held

@@ -28,7 +28,7 @@ from jobs.item_side import read_item_context
 from jobs.lake import Lake
 from jobs.retrieval import RetrievalContext
 from jobs.rules import ItemMeta, apply_surface, user_rng
-from jobs.spark_arrow import arrow_schema_to_spark
+from jobs.spark_arrow import arrow_schema_to_spark, whole_users
 from jobs.tables import CANDIDATES, SIMILAR_ITEMS, TOPN, TOPN_FIELDS
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,7 @@ def transform(candidates: DataFrame, meta_broadcast, surfaces: dict[str, Surface
                .repartition(partitions, "user_id").sortWithinPartitions("user_id"))
 
     def body(batches):
-        # a user's rows may straddle two Arrow batches: regroup per partition
-        batches = list(batches)
-        if not batches:
-            return
-        table = pa.Table.from_batches(batches)
-        if table.num_rows:
-            yield from topn_batches(table.combine_chunks().to_batches(max_chunksize=1 << 30),
-                                    meta_broadcast.value, surfaces, seed, ds)
+        yield from topn_batches(whole_users(batches), meta_broadcast.value, surfaces, seed, ds)
 
     return ordered.mapInArrow(body, schema).withColumn("ds", F.lit(ds))
 

@@ -238,26 +238,26 @@ def test_training_reads_the_earlier_label_windows(trained, tmp_path):
     assert {k.split("@")[0] for k in keys} == {"x0"}
 
 
-def test_a_partition_scores_the_same_in_any_row_order(spark, trained):
+def test_the_scores_do_not_depend_on_the_row_order(spark, trained):
     """The shuffle hands a scoring task its rows in any order: the scores must not change
     (a rerun of the precompute writes the same table)."""
-    from jobs.rank_candidates import export_dir, score_batches
+    from pyspark.sql import functions as F
+
+    from jobs.rank_candidates import export_dir, score_featured
     from jobs.ranker_features import add_features, feature_inputs
 
     settings, _, _ = trained
     lake = Lake(settings)
     candidates = lake.read_spark(spark, "gold/candidates", [D2])
-    featured = add_features(candidates, feature_inputs(spark, lake, settings, D2)).toArrow()
-    columns = candidates.columns
+    featured = add_features(candidates, feature_inputs(spark, lake, settings, D2))
 
-    def scores(table: pa.Table) -> dict:
-        out = pa.Table.from_batches(list(score_batches(
-            table.to_batches(max_chunksize=3), str(export_dir(settings, D2)), columns,
-            batch_size=4, threads=1, weight=0.0)))
+    def scores(frame) -> dict:
+        out = score_featured(frame, export_dir(settings, D2), candidates.schema, settings,
+                             weight=0.0).toArrow()
         return {(u, i): s for u, i, s in zip(out.column("user_id").to_pylist(),
                                              out.column("item_id").to_pylist(),
                                              out.column("score").to_pylist(), strict=True)}
 
-    shuffled = featured.take(np.random.default_rng(3).permutation(featured.num_rows))
+    shuffled = featured.orderBy(F.rand(3)).repartition(3)
     assert scores(shuffled) == scores(featured)
-    assert len(scores(featured)) == featured.num_rows
+    assert len(scores(featured)) == candidates.count()
