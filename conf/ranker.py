@@ -115,6 +115,12 @@ class RankerSettings(Section):
     valid_fraction: Fraction = 0.2
     """Share of the example users held out (seeded) for early stopping and the reported
     AUC, log loss and NDCG."""
+    max_train_examples: PositiveInt | None = 2_000_000
+    """Example budget of the nightly training: whole users, drawn (seeded) across the label
+    windows, until their rows reach this many; the rest are not read (None: every row)."""
+    max_valid_examples: PositiveInt | None = 500_000
+    """The same budget for the held-out users (their draw is independent of the training
+    budget, so two budgets are compared on the same validation users)."""
     eval_k: PositiveInt = 10
     """Cutoff of the NDCG of ranked candidates reported for held-out users."""
     age_bins: list[float] = Field(default_factory=lambda: [18, 25, 35, 45, 50, 56])

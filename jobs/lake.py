@@ -202,6 +202,17 @@ class Lake:
         dataset = delta_dataset(self.table(name, version), self._filters(name, partitions))
         return dataset.to_table(columns=list(columns) if columns else None)
 
+    def dataset(self, name: str, partitions: Sequence[str] | None = None) -> pads.Dataset:
+        """An Arrow dataset over ``name`` (optionally only the given partitions), to scan in
+        batches or read with a row filter.
+
+        Raises:
+            FileNotFoundError: ``name`` has no table yet.
+        """
+        if not self.exists(name):
+            raise FileNotFoundError(f"the lake has no table {name} at {self.path(name)}")
+        return delta_dataset(self.table(name), self._filters(name, partitions))
+
     def read_spark(self, spark: SparkSession, name: str,
                    partitions: Sequence[str] | None = None, version: int | None = None
                    ) -> DataFrame:

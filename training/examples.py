@@ -119,13 +119,13 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict[str, Any]:
                               spark.sparkContext.broadcast(catalogue), inputs,
                               settings.ranker, window)
     version = lake.write_spark(EXAMPLES.name, examples, [ds])
-    stats = lake.read_arrow(EXAMPLES.name, [ds], columns=["user_id", "origin", LABEL_COLUMN])
-    by_origin: dict[str, int] = {}
-    for origin in stats.column("origin").to_pylist():
-        by_origin[origin] = by_origin.get(origin, 0) + 1
-    positives = int(sum(stats.column(LABEL_COLUMN).to_pylist()))
-    users = len(set(stats.column("user_id").to_pylist()))
-    log.info("ranker examples of %s: %d rows, %d positives, %d users", ds, stats.num_rows,
-             positives, users)
-    return {**summary, "rows": stats.num_rows, "positives": positives, "users": users,
+    written = lake.read_spark(spark, EXAMPLES.name, [ds])
+    by_origin = dict(sorted(written.groupBy("origin").count().collect()))
+    totals = written.agg(F.count(F.lit(1)).alias("rows"),
+                         F.sum(LABEL_COLUMN).alias("positives"),
+                         F.countDistinct("user_id").alias("users")).collect()[0]
+    rows, positives, users = totals["rows"], int(totals["positives"] or 0), totals["users"]
+    log.info("ranker examples of %s: %d rows, %d positives, %d users", ds, rows, positives,
+             users)
+    return {**summary, "rows": rows, "positives": positives, "users": users,
             "by_origin": by_origin, "version": version}

@@ -18,6 +18,9 @@ from conf import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from conf.ranker import RankerSettings
+    from jobs.lake import Lake
+
     from conf.gate import MlflowSettings
     from training.pipeline import FittedRanker
 
@@ -150,6 +153,37 @@ def register_ranker(cfg: MlflowSettings, export: Path, ds: str, metrics: Mapping
             "registered": f"{name}/{version.version}"}
 
 
+def read_within_budget(lake: Lake, windows: Sequence[str], rs: RankerSettings
+                       ) -> tuple[pa.Table, pa.Table, dict[str, float]]:
+    """``(train, valid, figures)``: the example rows of ``windows`` of the users
+    :func:`training.splits.user_split` draws within ``rs.max_train_examples`` and
+    ``rs.max_valid_examples``; only those rows are read (the rest of the windows are
+    scanned for their user ids only). ``figures``: the rows and users there were and
+    were drawn."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from jobs.tables import EXAMPLES
+    from training.splits import rows_per_user, user_split
+
+    dataset = lake.dataset(EXAMPLES.name, windows)
+    users, rows = rows_per_user(dataset.to_batches(columns=["user_id"]))
+    train_users, valid_users = user_split(users, rows, rs.valid_fraction, rs.seed,
+                                          rs.max_train_examples, rs.max_valid_examples)
+    drawn = pa.array(np.concatenate([train_users, valid_users]).tolist(), pa.string())
+    table = dataset.to_table(filter=pads.field("user_id").isin(drawn))
+    held = pc.is_in(table.column("user_id"),
+                    value_set=pa.array(valid_users.tolist(), pa.string()))
+    log.info("ranker examples: %d rows of %d users, %d drawn within the budgets (%s train, "
+             "%s valid rows)", rows.sum(), len(users), table.num_rows, rs.max_train_examples,
+             rs.max_valid_examples)
+    figures = {"example_rows_available": float(rows.sum()),
+               "example_users_available": float(len(users)),
+               "example_users_drawn": float(len(drawn))}
+    return table.filter(pc.invert(held)), table.filter(held), figures
+
+
 def example_dates(settings: Settings, ds: str, available: Sequence[str]) -> list[str]:
     """The example partitions the ranker of ``ds`` trains on: those of
     :func:`training.labels.window_dates` in ``available`` (a missing one is logged)."""
@@ -186,7 +220,6 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
     from jobs.tables import CANDIDATES, EXAMPLES, SILVER_INTERACTIONS
     from training.labels import label_window
     from training.pipeline import fit_ranker, table_source
-    from training.splits import split_by_user
 
     lake = Lake(settings)
     if ds not in lake.partitions(EXAMPLES.name):
@@ -195,8 +228,7 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
         return {"ds": ds, "skipped": f"no ranker examples for {ds}"}
     rs = settings.ranker
     windows = example_dates(settings, ds, lake.partitions(EXAMPLES.name))
-    table = lake.read_arrow(EXAMPLES.name, windows)
-    train, valid = split_by_user(table, rs.valid_fraction, rs.seed)
+    train, valid, drawn = read_within_budget(lake, windows, rs)
     spec = candidate_feature_spec(rs)
     fitted = fit_ranker(rs, spec, table_source(train), table_source(valid))
     metrics = {
@@ -209,6 +241,7 @@ def run_train_ds(settings: Settings, ds: str, mlflow_cfg: MlflowSettings | None 
         "train_rows": float(train.num_rows), "valid_rows": float(valid.num_rows),
         "train_positives": float(sum(train.column("label").to_pylist())),
         "example_windows": float(len(windows)),
+        **drawn,
     }
     params = {**{f"ranker.{k}": v for k, v in rs.model_dump(mode="json").items()},
               "ds": ds, "source_ds": label_window(settings, ds).source_ds,

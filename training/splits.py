@@ -1,7 +1,7 @@
 """Splitting examples for training and listing scored candidates per user.
 
-:func:`split_by_user` holds out whole users for validation (a user's rows never straddle the
-split); :func:`candidate_lists` turns scored example rows into ranked lists per user for
+:func:`user_split` holds out whole users for validation (a user's rows never straddle the
+split) and draws both sides within example budgets; :func:`candidate_lists` turns scored example rows into ranked lists per user for
 the validation metrics.
 """
 
@@ -18,23 +18,48 @@ log = logging.getLogger(__name__)
 
 
 # -- splitting and scoring examples ---------------------------------------------------------
-def split_by_user(table: pa.Table, fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
-    """``(train, valid)`` rows of ``table``: ``ceil(fraction * users)`` users, drawn with
-    ``seed`` from the sorted user ids, hold all their rows out.
+def rows_per_user(batches) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, rows)``: the distinct ``user_id`` values of a stream of Arrow batches,
+    sorted, and each one's row count; memory grows with the users, not the rows."""
+    parts = []
+    for batch in batches:
+        if batch.num_rows:
+            counts = pc.value_counts(batch.column("user_id"))
+            parts.append(pa.table({"user_id": counts.field("values"),
+                                   "n": counts.field("counts")}))
+    if not parts:
+        return np.array([], dtype=object), np.array([], np.int64)
+    total = (pa.concat_tables(parts).group_by("user_id").aggregate([("n", "sum")])
+             .sort_by("user_id"))
+    return (np.asarray(total.column("user_id").to_pylist(), dtype=object),
+            total.column("n_sum").to_numpy().astype(np.int64))
 
-    Raises:
-        ValueError: ``fraction`` is not in (0, 1), or there are fewer than two users.
+
+def user_split(users: np.ndarray, rows: np.ndarray, fraction: float, seed: int,
+               max_train: int | None = None, max_valid: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_users, valid_users)`` within example budgets: ``ceil(fraction * users)`` users held out, drawn with ``seed`` from
+    the sorted ids, then each side keeps its users in drawn order while their rows fit the
+    side's budget (at least one user each; None: no budget).
+
+    Args:
+        users: (U,) distinct user ids, sorted.
+        rows: (U,) each user's example rows.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
-    users = np.array(sorted(set(table.column("user_id").to_pylist())), dtype=object)
     if len(users) < 2:
         raise ValueError(f"splitting by user needs at least 2 users, got {len(users)}")
     n_valid = min(len(users) - 1, max(1, int(np.ceil(fraction * len(users)))))
     order = np.random.default_rng(seed).permutation(len(users))
-    valid_users = pa.array(users[order[:n_valid]].tolist(), pa.string())
-    held = pc.is_in(table.column("user_id"), value_set=valid_users)
-    return table.filter(pc.invert(held)), table.filter(held)
+
+    def within(drawn: np.ndarray, budget: int | None) -> np.ndarray:
+        if budget is None:
+            return drawn
+        fits = np.searchsorted(np.cumsum(rows[drawn]), budget, side="right")
+        return drawn[: max(1, int(fits))]
+
+    return users[within(order[n_valid:], max_train)], users[within(order[:n_valid], max_valid)]
 
 
 def candidate_lists(user_ids: list[str], item_ids: list[str], scores: np.ndarray,

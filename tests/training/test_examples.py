@@ -19,7 +19,7 @@ from jobs.tables import EXAMPLES
 from tests.training.examples_lake import D1, D2, write_events, write_gold
 from training.labels import label_window
 from training.negatives import draw_negatives, negative_rng
-from training.splits import split_by_user
+from training.splits import rows_per_user, user_split
 
 pytestmark = pytest.mark.spark
 
@@ -198,14 +198,31 @@ def test_no_previous_candidates_skips(spark, tmp_path, capsys):
     assert "no ranker examples" in capsys.readouterr().out
 
 
-def test_split_by_user_is_disjoint_and_seeded():
+def test_user_split_is_disjoint_and_seeded():
     table = pa.table({"user_id": [f"u{k % 10}" for k in range(100)], "x": range(100)})
-    train, valid = split_by_user(table, 0.2, seed=3)
-    assert train.num_rows + valid.num_rows == 100
-    valid_users = set(valid.column("user_id").to_pylist())
-    assert len(valid_users) == 2
-    assert not valid_users & set(train.column("user_id").to_pylist())
-    again = split_by_user(table, 0.2, seed=3)[1]
-    assert set(again.column("user_id").to_pylist()) == valid_users
+    users, rows = rows_per_user(table.to_batches(max_chunksize=7))
+    assert users.tolist() == [f"u{k}" for k in range(10)] and rows.tolist() == [10] * 10
+    train, valid = user_split(users, rows, 0.2, seed=3)
+    assert len(valid) == 2 and len(train) == 8 and not set(valid) & set(train)
+    again = user_split(users, rows, 0.2, seed=3)[1]
+    assert list(again) == list(valid)
+    assert list(user_split(users, rows, 0.2, seed=4)[1]) != list(valid)
     with pytest.raises(ValueError, match="validation fraction"):
-        split_by_user(table, 1.0, seed=3)
+        user_split(users, rows, 1.0, seed=3)
+
+
+def test_the_example_budget_keeps_whole_users_and_the_same_validation_users():
+    rng = np.random.default_rng(5)
+    users = np.array([f"u{i:04d}" for i in range(1000)], dtype=object)
+    rows = rng.integers(1, 50, len(users))
+    row_of = dict(zip(users, rows, strict=True))
+    full_train, full_valid = user_split(users, rows, 0.2, seed=9, max_valid=2_000)
+    small_train, small_valid = user_split(users, rows, 0.2, seed=9, max_train=3_000,
+                                          max_valid=2_000)
+    assert list(small_valid) == list(full_valid)  # the same held-out users
+    assert 3_000 - 50 < sum(row_of[u] for u in small_train) <= 3_000
+    assert sum(row_of[u] for u in small_valid) <= 2_000
+    assert set(small_train) < set(full_train) and not set(full_train) & set(full_valid)
+    # one user larger than the budget still trains on that user
+    one, _ = user_split(users, rows, 0.2, seed=9, max_train=1)
+    assert len(one) == 1
