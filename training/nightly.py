@@ -18,10 +18,9 @@ from conf import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from conf.gate import MlflowSettings
     from conf.ranker import RankerSettings
     from jobs.lake import Lake
-
-    from conf.gate import MlflowSettings
     from training.pipeline import FittedRanker
 
 log = logging.getLogger(__name__)

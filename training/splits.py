@@ -1,8 +1,8 @@
 """Splitting examples for training and listing scored candidates per user.
 
 :func:`user_split` holds out whole users for validation (a user's rows never straddle the
-split) and draws both sides within example budgets; :func:`candidate_lists` turns scored example rows into ranked lists per user for
-the validation metrics.
+split) and draws both sides within example budgets; :func:`candidate_lists` turns scored
+example rows into ranked lists per user for the validation metrics.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def rows_per_user(batches) -> tuple[np.ndarray, np.ndarray]:
 def user_split(users: np.ndarray, rows: np.ndarray, fraction: float, seed: int,
                max_train: int | None = None, max_valid: int | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """``(train_users, valid_users)`` within example budgets: ``ceil(fraction * users)`` users held out, drawn with ``seed`` from
-    the sorted ids, then each side keeps its users in drawn order while their rows fit the
+    """``(train_users, valid_users)`` within example budgets: ``ceil(fraction * users)``
+    users held out, drawn with ``seed`` from the sorted ids, then each side keeps its users in drawn order while their rows fit the
     side's budget (at least one user each; None: no budget).
 
     Args:
