@@ -39,8 +39,8 @@ def user_split(users: np.ndarray, rows: np.ndarray, fraction: float, seed: int,
                max_train: int | None = None, max_valid: int | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """``(train_users, valid_users)`` within example budgets: ``ceil(fraction * users)``
-    users held out, drawn with ``seed`` from the sorted ids, then each side keeps its users in drawn order while their rows fit the
-    side's budget (at least one user each; None: no budget).
+    users held out, drawn with ``seed`` from the sorted ids, then each side keeps its users
+    in drawn order while their rows fit the side's budget (at least one user each; None: no budget).
 
     Args:
         users: (U,) distinct user ids, sorted.
