@@ -56,9 +56,11 @@ GENERATOR = {"days": 56, "tastes": 8, "end_date": "2024-06-30"}
 """The synthetic generator's settings, the same for every size (its other knobs keep their
 defaults: 5% inactive users, 5% cold items, Zipf 1.0, sessions of about 6 events)."""
 SETTINGS = {"RECPIPE_RANKER__EXAMPLE_WINDOWS": "2", "RECPIPE_RANKER__LABEL_DAYS": "14",
-            "RECPIPE_MATRIX__HOLDOUT_DAYS": "7"}
+            "RECPIPE_MATRIX__HOLDOUT_DAYS": "7", "RECPIPE_CANDIDATES__PER_USER": "300"}
 """Pipeline settings of the bench (printed): the ranker of the measured night trains on two
-label windows (the measured night's own and the one before), a week of holdout."""
+label windows (the measured night's own and the one before), a week of holdout, and each
+user's merged candidates are cut to the 300 best by the retrieval blend (what the ranker
+scores and the rules choose from; the default 1,000 is for catalogues of MovieLens size)."""
 BYTES_PER_EVENT = 2_000
 """Disk the bench needs per generated event (landing, bronze, silver, gold, releases of the
 nights run, with room); refused before generating when the disk has less."""
