@@ -160,6 +160,11 @@ class ContentSettings(Section):
     holdout_fraction: Fraction = 0.1
     """Share of items with ALS vectors held out to measure the mapping before the final fit on
     all of them (0 disables the measurement)."""
+    retrieval_dim: PositiveInt | None = 128
+    """Width of the content vectors that candidates, the ranker's features and the hourly run
+    compare (``gold/item_context.content``): the raw features' top singular directions
+    (seeded randomized SVD, :mod:`algorithms.projection`), so content retrieval costs as much
+    per item as CF retrieval; None compares the raw features (one float per feature)."""
     store_content_vector: bool = True
     """Write the raw normalised content features (dense, one float per feature) too; turn
     off for very large catalogues. The CF-space ``vector`` takes its dimension from

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from algorithms.projection import top_right_singular_vectors
 from algorithms.topk import topk_inner_product
 from conf import Settings
 from conf.errors import EmptyInput
@@ -87,7 +88,8 @@ def _lists(matrix: sp.csr_matrix, values: type) -> tuple[pa.Array, pa.Array]:
 
 
 def build(catalogue: pa.Table, embeddings: pa.Table, content: pa.Table,
-          covisitation: pa.Table, default_dim: int, ds: str) -> pa.Table:
+          covisitation: pa.Table, default_dim: int, ds: str,
+          content_dim: int | None = None, seed: int = 0) -> pa.Table:
     """The item context rows of a date (pure).
 
     Args:
@@ -99,6 +101,8 @@ def build(catalogue: pa.Table, embeddings: pa.Table, content: pa.Table,
         covisitation: ``gold/covisitation`` rows (``item_id, neighbor_id, score``).
         default_dim: the vector size when no table has one (``als.factors``).
         ds: the partition value.
+        content_dim: project wider content features onto their top ``content_dim``
+            singular directions (seeded with ``seed``) before normalising; None: keep them.
 
     Returns:
         The ``gold/item_context`` schema, one row per item, sorted by ``item_id``.
@@ -127,6 +131,9 @@ def build(catalogue: pa.Table, embeddings: pa.Table, content: pa.Table,
     features = np.zeros((n, max(raw.shape[1], 1)), np.float32)
     if raw.size:
         features[crow] = unit_rows(raw)
+        if content_dim is not None and features.shape[1] > content_dim:
+            basis = top_right_singular_vectors(features[crow], content_dim, seed)
+            features = unit_rows(features @ basis)
     src = _rows_of(covisitation.column("item_id"), universe)
     dst = _rows_of(covisitation.column("neighbor_id"), universe)
     keep = (src >= 0) & (dst >= 0) if len(src) else np.zeros(0, bool)
@@ -183,7 +190,8 @@ def run(spark: SparkSession | None, settings: Settings, ds: str) -> dict[str, An
                               columns=["id", "vector", "content_vector"])
     covis = lake.read_arrow(COVISITATION.name, [ds], columns=["item_id", "neighbor_id",
                                                               "score"])
-    table = build(catalogue, embeddings, content, covis, settings.als.factors, ds)
+    table = build(catalogue, embeddings, content, covis, settings.als.factors, ds,
+                  settings.content.retrieval_dim, settings.seed)
     version = lake.overwrite_partitions(ITEM_CONTEXT.name, table, [ds])
     has_cf = table.column("has_cf").to_numpy(zero_copy_only=False)
     return {"ds": ds, "items": table.num_rows, "with_cf": int(has_cf.sum()),

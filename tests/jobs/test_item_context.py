@@ -101,3 +101,22 @@ def test_written_once_and_read_back_the_same(settings):
     # no popularity table for the date: the overall list is empty, not missing
     assert len(retrieval.popular["all"][0]) == 0 and not math.isnan(
         float(retrieval.item_vectors.sum()))
+
+
+def test_wide_content_is_projected_onto_its_top_singular_directions():
+    catalogue, embeddings, _, covis = inputs()
+    rng = np.random.default_rng(0)
+    topics = rng.standard_normal((2, 40))  # a and b share a topic, c has the other
+    raw = np.stack([topics[0], topics[0], topics[1]]) + 0.01 * rng.standard_normal((3, 40))
+    content = pa.table({"id": ["a", "b", "c"],
+                        "vector": pa.array([MAPPED[i] for i in "abc"], pa.list_(pa.float32())),
+                        "content_vector": pa.array(raw.astype(np.float32).tolist(),
+                                                   pa.list_(pa.float32()))})
+    wide = build(catalogue, embeddings, content, covis, 7, DS)
+    narrow = build(catalogue, embeddings, content, covis, 7, DS, content_dim=2, seed=1)
+    assert len(wide.column("content")[0]) == 40 and len(narrow.column("content")[0]) == 2
+    x = np.asarray(narrow.column("content").to_pylist())
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    w = np.asarray(wide.column("content").to_pylist())
+    np.testing.assert_allclose(x @ x.T, w @ w.T, atol=0.02)  # cosines kept
+    assert narrow.column("vector").equals(wide.column("vector"))
