@@ -14,6 +14,7 @@ BENCHES = {
     "topn": ("bench.topn", "exact blocked top-100 vs raw matmul throughput"),
     "quality": ("bench.quality", "NDCG/recall under published protocols vs published models"),
     "ranker": ("bench.ranker", "ranker vs retrieval-only; CTR check"),
+    "ann-layouts": ("bench.ann_layouts", "FAISS layouts: bytes/vector, recall@100, ms/query"),
     "scale": ("bench.scale", "the nightly's cost per task over a ladder of data sizes"),
     "serve": ("bench.serve", "lookup service latency/throughput vs /healthz and Redis GET"),
 }

@@ -155,12 +155,14 @@ class ItemContext:
 
     def meta(self) -> ItemMeta:
         """Availability, boost and first category of the catalogue's items."""
-        rows = self.table.filter(self.table.column("in_catalogue"))
-        ids = rows.column("item_id").to_pylist()
+        rows = self.table.filter(self.table.column("in_catalogue")).sort_by("item_id")
+        category = pc.dictionary_encode(rows.column("category").combine_chunks())
         return ItemMeta(
-            available=dict(zip(ids, rows.column("available").to_pylist(), strict=True)),
-            boost=dict(zip(ids, rows.column("boost").to_pylist(), strict=True)),
-            category=dict(zip(ids, rows.column("category").to_pylist(), strict=True)),
+            item_ids=rows.column("item_id").combine_chunks(),
+            available=rows.column("available").to_numpy().astype(bool),
+            boost=rows.column("boost").to_numpy().astype(np.float64),
+            category=pc.fill_null(category.indices, -1).to_numpy(
+                zero_copy_only=False).astype(np.int64),
         )
 
 

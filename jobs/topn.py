@@ -27,12 +27,22 @@ from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.item_side import read_item_context
 from jobs.lake import Lake
 from jobs.retrieval import RetrievalContext
-from jobs.rules import ItemMeta, apply_surface, user_rng
+from jobs.rules import (
+    Block,
+    ItemMeta,
+    SurfaceRows,
+    apply_surface,
+    blocked_by,
+    user_rng,
+    with_exploration,
+)
 from jobs.spark_arrow import arrow_schema_to_spark, whole_users
 from jobs.tables import CANDIDATES, SIMILAR_ITEMS, TOPN, TOPN_FIELDS
 
 log = logging.getLogger(__name__)
 
+TOPN_ROW = pa.schema([*TOPN_FIELDS, pa.field("surface", pa.string(), False)])
+"""A row of ``gold/topn`` before its ``ds`` column."""
 SIMILAR_K = 50
 COVIS_WEIGHT = 0.5
 """Weight of the co-visitation score next to the cosine in similar-items lists."""
@@ -53,55 +63,59 @@ def surface_order(surfaces: dict[str, SurfaceSettings]) -> list[str]:
     return order
 
 
+def surface_rows(batch: pa.RecordBatch, meta: ItemMeta, surfaces: dict[str, SurfaceSettings],
+                 seed: int, ds: str) -> pa.RecordBatch:
+    """Every surface's top-N rows (``TOPN_FIELDS`` and ``surface``) of the users whose
+    candidate rows ``batch`` holds (all of each user's rows; any order)."""
+    block = Block.of(batch.column("user_id"), batch.column("item_id"),
+                     batch.column("score"), meta)
+    shown: dict[str, SurfaceRows] = {}
+    parts = []
+    for name in surface_order(surfaces):
+        rule = surfaces[name]
+        blocked = (blocked_by(block, shown[rule.exclude_from], rule.exclude_first)
+                   if rule.exclude_from in shown else None)
+        out = apply_surface(block, rule, lambda u, n=name: user_rng(
+            seed, block.user_ids[u], ds, n), blocked)
+        shown[name] = out
+        take = pa.array(out.rows, pa.int64())
+        parts.append(pa.RecordBatch.from_arrays([
+            batch.column("user_id").take(take), pa.array(out.rank, pa.int32()),
+            batch.column("item_id").take(take), pa.array(out.score, pa.float64()),
+            with_exploration(batch.column("sources").take(take), out.explored),
+            pa.array([name] * len(out.rows), pa.string())], schema=TOPN_ROW))
+    return pa.Table.from_batches(parts, schema=TOPN_ROW).combine_chunks().to_batches()[0] \
+        if parts else TOPN_ROW.empty_table().to_batches()[0]
+
+
 def user_surfaces(user_id: str, items: list[str], scores: list[float],
                   sources: list[list[str]], meta: ItemMeta,
                   surfaces: dict[str, SurfaceSettings], seed: int, ds: str
                   ) -> dict[str, list[tuple[str, float, list[str]]]]:
-    """Every surface's list for one user (pure)."""
-    out: dict[str, list] = {}
-    for name in surface_order(surfaces):
-        rule = surfaces[name]
-        blocked = set()
-        if rule.exclude_from in out:
-            blocked = {row[0] for row in out[rule.exclude_from][: rule.exclude_first]}
-        out[name] = apply_surface(items, scores, sources, meta, rule,
-                                  user_rng(seed, user_id, ds, name), blocked)
-    return out
+    """Every surface's list for one user: ``{surface: [(item, score, sources)]}``."""
+    batch = pa.RecordBatch.from_pydict(
+        {"user_id": [user_id] * len(items), "item_id": items, "score": scores,
+         "sources": sources},
+        schema=pa.schema([("user_id", pa.string()), ("item_id", pa.string()),
+                          ("score", pa.float64()), ("sources", pa.list_(pa.string()))]))
+    rows = surface_rows(batch, meta, surfaces, seed, ds).to_pylist()
+    return {name: [(r["item_id"], r["score"], r["sources"]) for r in rows
+                   if r["surface"] == name] for name in surface_order(surfaces)}
 
 
 def topn_batches(batches, meta: ItemMeta, surfaces: dict[str, SurfaceSettings], seed: int,
                  ds: str):
-    """``mapInArrow`` body: candidate rows sorted by user -> top-N rows of every surface."""
+    """``mapInArrow`` body: batches holding whole users' candidate rows -> top-N rows of
+    every surface."""
     for batch in batches:
-        cols = batch.to_pydict()
-        users = cols["user_id"]
-        out = {f.name: [] for f in TOPN_FIELDS} | {"surface": []}
-        start = 0
-        while start < len(users):
-            stop = start
-            while stop < len(users) and users[stop] == users[start]:
-                stop += 1
-            lists = user_surfaces(users[start], cols["item_id"][start:stop],
-                                  cols["score"][start:stop], cols["sources"][start:stop],
-                                  meta, surfaces, seed, ds)
-            for surface, rows in lists.items():
-                for rank, (item, score, src) in enumerate(rows, 1):
-                    out["user_id"].append(users[start])
-                    out["rank"].append(rank)
-                    out["item_id"].append(item)
-                    out["score"].append(score)
-                    out["sources"].append(src)
-                    out["surface"].append(surface)
-            start = stop
-        yield pa.RecordBatch.from_pydict(out, schema=pa.schema(
-            [*TOPN_FIELDS, pa.field("surface", pa.string(), False)]))
+        if batch.num_rows:
+            yield surface_rows(batch, meta, surfaces, seed, ds)
 
 
 def transform(candidates: DataFrame, meta_broadcast, surfaces: dict[str, SurfaceSettings],
               seed: int, ds: str, partitions: int) -> DataFrame:
     """Top-N rows of every surface from ``gold/candidates`` rows."""
-    schema = arrow_schema_to_spark(pa.schema(
-        [*TOPN_FIELDS, pa.field("surface", pa.string(), False)]))
+    schema = arrow_schema_to_spark(TOPN_ROW)
     ordered = (candidates.select("user_id", "item_id", "score", "sources")
                .repartition(partitions, "user_id").sortWithinPartitions("user_id"))
 
@@ -129,23 +143,24 @@ def similar_items(ctx: RetrievalContext, k: int = SIMILAR_K) -> pa.Table:
                                shape=(len(rows), n))
     kk = min(k, len(rows) - 1)
     ids, sims = topk_inner_product(unit[rows], unit, kk, exclude=self_loops)
-    covis = ctx.neighbours[rows]
-    out_item, out_rank, out_sim, out_score = [], [], [], []
-    for r, item_row in enumerate(rows):
-        scores = {int(j): float(s) for j, s in zip(ids[r], sims[r], strict=True) if j >= 0}
-        lo, hi = covis.indptr[r], covis.indptr[r + 1]
-        for j, s in zip(covis.indices[lo:hi], covis.data[lo:hi], strict=True):
-            if j != item_row:
-                scores[int(j)] = scores.get(int(j), 0.0) + COVIS_WEIGHT * float(s)
-        best = sorted(scores, key=lambda j: (-scores[j], ctx.item_ids[j]))[:k]
-        out_item += [ctx.item_ids[item_row]] * len(best)
-        out_rank += list(range(1, len(best) + 1))
-        out_sim += [ctx.item_ids[j] for j in best]
-        out_score += [scores[j] for j in best]
-    return pa.table({"item_id": pa.array(out_item, pa.string()),
-                     "rank": pa.array(out_rank, pa.int32()),
-                     "similar_item_id": pa.array(out_sim, pa.string()),
-                     "score": pa.array(out_score, pa.float64())})
+    covis = ctx.neighbours[rows].tocoo()
+    found = ids >= 0
+    off = covis.col != rows[covis.row]  # an item is never its own neighbour
+    scores = sp.csr_matrix(
+        (np.r_[sims[found].astype(np.float64), COVIS_WEIGHT * covis.data[off].astype(np.float64)],
+         (np.r_[np.nonzero(found)[0], covis.row[off]], np.r_[ids[found], covis.col[off]])),
+        shape=(len(rows), n))
+    scores.sum_duplicates()  # cosine plus weighted co-visitation, one entry per pair
+    owner = np.repeat(np.arange(len(rows)), np.diff(scores.indptr))
+    # best first, ties by item id (rows are in item id order)
+    order = np.lexsort((scores.indices, -scores.data, owner))
+    owner, col, value = owner[order], scores.indices[order], scores.data[order]
+    rank = np.arange(len(order)) - np.repeat(scores.indptr[:-1], np.diff(scores.indptr))
+    keep = rank < k
+    return pa.table({"item_id": pa.array(ctx.item_ids[rows[owner[keep]]], pa.string()),
+                     "rank": pa.array(rank[keep] + 1, pa.int32()),
+                     "similar_item_id": pa.array(ctx.item_ids[col[keep]], pa.string()),
+                     "score": pa.array(value[keep], pa.float64())})
 
 
 def run(spark: SparkSession, settings: Settings, ds: str) -> dict:

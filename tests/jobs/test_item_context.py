@@ -96,8 +96,9 @@ def test_written_once_and_read_back_the_same(settings):
                                              [pytest.approx(0.2), 0, 0]]
     assert side.has_als.tolist() == [True, True, True]
     meta = ctx.meta()
-    assert meta.available == {"a": True, "b": True, "c": False}
-    assert meta.category == {"a": "x", "b": None, "c": None}
+    assert meta.item_ids.to_pylist() == ["a", "b", "c"]
+    assert meta.available.tolist() == [True, True, False]
+    assert meta.category[0] >= 0 and meta.category[1:].tolist() == [-1, -1]
     # no popularity table for the date: the overall list is empty, not missing
     assert len(retrieval.popular["all"][0]) == 0 and not math.isnan(
         float(retrieval.item_vectors.sum()))
