@@ -15,6 +15,7 @@ import logging
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,6 +26,7 @@ from conf.recs import CandidateSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.item_side import read_item_context
 from jobs.lake import Lake
+from jobs.ranker_features import list_matrix
 from jobs.retrieval import RetrievalContext, UserBlock, retrieve
 from jobs.spark_arrow import arrow_schema_to_spark
 from jobs.tables import (
@@ -53,26 +55,32 @@ def user_rows(events: DataFrame, cfg: CandidateSettings) -> DataFrame:
     )
 
 
+def list_rows(column: pa.Array, item_ids: pa.Array) -> list[np.ndarray]:
+    """Each row's ``list<string>`` of item ids as int64 item rows, unknown ids dropped, order
+    kept (a null list: no rows)."""
+    found = pc.index_in(pc.list_flatten(column), value_set=item_ids)
+    flat = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    owner = pc.list_parent_indices(column).to_numpy(zero_copy_only=False)
+    known = flat >= 0
+    rows, owner = flat[known], owner[known]
+    return np.split(rows, np.cumsum(np.bincount(owner, minlength=len(column)))[:-1])
+
+
 def candidate_blocks(batches, ctx: RetrievalContext, cfg: CandidateSettings):
     """``mapInArrow`` body: user rows in, candidate rows out, ``cfg.user_block`` at a time."""
     dim = ctx.item_vectors.shape[1]
+    item_ids = pa.array(ctx.item_ids.tolist(), pa.string())
     for batch in batches:
         for start in range(0, batch.num_rows, cfg.user_block):
-            part = batch.slice(start, cfg.user_block).to_pylist()
-            vecs = np.full((len(part), dim), np.nan, np.float32)
-            for i, row in enumerate(part):
-                if row["vector"] is not None and len(row["vector"]) == dim:
-                    vecs[i] = row["vector"]
-
-            def rows(items):
-                return np.array([ctx.row_of[x] for x in (items or []) if x in ctx.row_of],
-                                np.int64)
-
+            part = batch.slice(start, cfg.user_block)
+            vecs, ok = list_matrix(part.column("vector"), dim)
+            vecs[~ok] = np.nan
+            segments = [s or ALL for s in part.column("segment").to_pylist()]
             block = UserBlock(
-                user_ids=[r["user_id"] for r in part], vectors=vecs,
-                history=[rows(r["history"]) for r in part],
-                excluded=[rows(r["excluded"]) for r in part],
-                segments=[r["segment"] or ALL for r in part])
+                user_ids=part.column("user_id").to_pylist(), vectors=vecs,
+                history=list_rows(part.column("history"), item_ids),
+                excluded=list_rows(part.column("excluded"), item_ids),
+                segments=segments)
             yield from retrieve(ctx, block, cfg).to_batches()
 
 

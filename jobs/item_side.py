@@ -62,6 +62,11 @@ class ItemSide:
         return np.fromiter((self.row_of.get(i, -1) if i is not None else -1 for i in ids),
                            dtype=np.int64, count=len(ids))
 
+    def rows_of(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """:meth:`rows` of an Arrow string column, without a Python object per id."""
+        found = pc.index_in(ids, value_set=pa.array(self.item_ids.tolist(), pa.string()))
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
 
 def list_matrix_f32(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A ``list<float>`` column whose rows all have one length as float32 (N, D); (0, 0)

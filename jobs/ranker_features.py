@@ -66,17 +66,32 @@ def list_matrix(values: pa.Array | pa.ChunkedArray, dim: int) -> tuple[np.ndarra
     return out, ok
 
 
-def history_weights(length: int) -> np.ndarray:
-    """Weights ``1 / (1 + position)`` of a history ordered most recent first."""
-    return 1.0 / (1.0 + np.arange(length, dtype=np.float32))
+def history_matrix(histories: pa.Array, side: ItemSide) -> sp.csr_matrix:
+    """(U, N) CSR of U histories (list<string>, most recent first): each history's first
+    ``HISTORY_ITEMS`` ids, the unknown ones then dropped, weighted ``1 / (1 + position)``
+    among those kept."""
+    sliced = pc.list_slice(histories, 0, HISTORY_ITEMS)
+    rows = side.rows_of(pc.list_flatten(sliced))
+    owner = pc.list_parent_indices(sliced).to_numpy(zero_copy_only=False).astype(np.int64)
+    kept = rows >= 0
+    rows, owner = rows[kept], owner[kept]
+    counts = np.bincount(owner, minlength=len(histories))
+    indptr = np.r_[0, np.cumsum(counts)]
+    position = np.arange(len(rows)) - indptr[owner]
+    weights = (1.0 / (1.0 + position)).astype(np.float32)
+    return sp.csr_matrix((weights, rows, indptr), shape=(len(histories), len(side.item_ids)))
 
 
 def vector_features(batch: pa.RecordBatch, side: ItemSide) -> dict[str, np.ndarray]:
     """``als_dot``, ``content_sim`` and ``covis_score`` of B (user, item) rows (pure).
 
+    The user side (vector, history profile, co-visitation with the history) is computed
+    once per distinct user of the batch, then read per row.
+
     Args:
-        batch: rows with ``item_id``, ``user_vector`` (list<float>, may be null) and
-            ``history`` (list<string>, the user's recent items, most recent first).
+        batch: rows with ``user_id``, ``item_id``, ``user_vector`` (list<float>, may be
+            null) and ``history`` (list<string>, the user's recent items, most recent first;
+            the same on every row of a user).
         side: the item side.
 
     Returns:
@@ -86,36 +101,32 @@ def vector_features(batch: pa.RecordBatch, side: ItemSide) -> dict[str, np.ndarr
         score with the item (0 without history).
     """
     b = batch.num_rows
-    item_rows = side.rows(batch.column("item_id").to_pylist())
+    item_rows = side.rows_of(batch.column("item_id"))
     known = item_rows >= 0
     safe_rows = np.maximum(item_rows, 0)
+    codes = pc.dictionary_encode(batch.column("user_id")).indices.to_numpy(
+        zero_copy_only=False)
+    _, first, user = np.unique(codes, return_index=True, return_inverse=True)
+    take = pa.array(first)
     als_dot = np.full(b, np.nan)
-    users, has_user = list_matrix(batch.column("user_vector"), side.als.shape[1])
-    ok = has_user & known & side.has_als[safe_rows]
+    vectors, has_vector = list_matrix(batch.column("user_vector").take(take),
+                                      side.als.shape[1])
+    ok = has_vector[user] & known & side.has_als[safe_rows]
     if ok.any():
-        als_dot[ok] = np.einsum("bd,bd->b", users[ok], side.als[item_rows[ok]])
-    histories = batch.column("history").to_pylist()
-    hist_rows = [side.rows(list(h or []))[: HISTORY_ITEMS] for h in histories]
-    hist_rows = [h[h >= 0] for h in hist_rows]
-    lengths = np.array([len(h) for h in hist_rows])
-    indptr = np.r_[0, np.cumsum(lengths)]
-    weights = np.concatenate([history_weights(len(h)) for h in hist_rows]) if b else \
-        np.zeros(0, np.float32)
-    hist = sp.csr_matrix((weights, np.concatenate(hist_rows) if b else np.zeros(0, np.int64),
-                          indptr), shape=(b, len(side.item_ids)))
+        als_dot[ok] = np.einsum("bd,bd->b", vectors[user[ok]], side.als[item_rows[ok]])
+    hist = history_matrix(batch.column("history").take(take), side)
     profile = _unit(np.asarray(hist @ side.content, dtype=np.float32))
     content_sim = np.full(b, np.nan)
-    has_profile = np.linalg.norm(profile, axis=1) > 0
+    has_profile = (np.linalg.norm(profile, axis=1) > 0)[user]
     item_content = side.content[safe_rows]
-    has_content = known & (np.linalg.norm(item_content, axis=1) > 0)
-    ok = has_profile & has_content
-    content_sim[ok] = np.einsum("bc,bc->b", profile[ok], item_content[ok])
+    ok = has_profile & known & (np.linalg.norm(item_content, axis=1) > 0)
+    content_sim[ok] = np.einsum("bc,bc->b", profile[user[ok]], item_content[ok])
     covis = np.zeros(b)
-    with_hist = np.flatnonzero((lengths > 0) & known)
+    with_hist = np.flatnonzero((np.diff(hist.indptr) > 0)[user] & known)
     if len(with_hist):
-        scores = (hist[with_hist] @ side.covis).tocsr()
+        scores = (hist @ side.covis).tocsr()
         covis[with_hist] = np.asarray(
-            scores[np.arange(len(with_hist)), item_rows[with_hist]]).ravel()
+            scores[user[with_hist], item_rows[with_hist]]).ravel()
     return {"als_dot": als_dot, "content_sim": content_sim, "covis_score": covis}
 
 
@@ -238,12 +249,14 @@ def add_features(pairs: DataFrame, inputs: FeatureInputs) -> DataFrame:
           .withColumn("retrieval_score", F.coalesce(F.col("score").cast("double"), F.lit(0.0)))
           .withColumn("retrieval_strategies", sources)
           .withColumn("n_strategies", F.size(sources).cast("double"))
-          .join(inputs.users, "user_id", "left")
-          .join(inputs.items, "item_id", "left")
-          .withColumn("user_event_count", F.coalesce("user_event_count", F.lit(0.0)))
-          .withColumn("item_event_count", F.coalesce("item_event_count", F.lit(0.0)))
-          .withColumn("popularity", F.coalesce("popularity", F.lit(0.0))))
-    return _vector_pass(df, inputs.side_broadcast)
+          .join(inputs.users, "user_id", "left"))
+    # the history features while a user's rows are together (the join's partitions are by
+    # user), so their user side is computed once per user and batch
+    return (_vector_pass(df, inputs.side_broadcast)
+            .join(inputs.items, "item_id", "left")
+            .withColumn("user_event_count", F.coalesce("user_event_count", F.lit(0.0)))
+            .withColumn("item_event_count", F.coalesce("item_event_count", F.lit(0.0)))
+            .withColumn("popularity", F.coalesce("popularity", F.lit(0.0))))
 
 
 def feature_inputs(spark: SparkSession, lake: Lake, settings: Settings, ds: str

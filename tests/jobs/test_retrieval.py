@@ -99,3 +99,14 @@ def test_merge_deduplicates_and_blends_by_rank():
 
 def test_recency_weights():
     assert recency_weights(3).tolist() == pytest.approx([1.0, 0.5, 1 / 3])
+
+
+def test_list_rows_keeps_order_and_drops_unknown_ids():
+    import pyarrow as pa
+
+    from jobs.candidates import list_rows
+
+    lists = pa.array([["b", "zz", "a"], None, [], ["c", "c"]], pa.list_(pa.string()))
+    got = list_rows(lists, pa.array(["a", "b", "c"]))
+    assert [g.tolist() for g in got] == [[1, 0], [], [], [2, 2]]
+    assert all(g.dtype == np.int64 for g in got)

@@ -162,6 +162,7 @@ def test_vector_features_by_hand():
         covis=sp.csr_matrix(np.array([[0, 2, 0], [1, 0, 0], [0, 0, 0]], np.float32)),
     )
     batch = pa.RecordBatch.from_pydict({
+        "user_id": ["u0", "u1", "u2", "u3"],
         "item_id": ["b", "c", "zz", "a"],
         "user_vector": pa.array([[2.0, 3.0], [1.0, 1.0], [1.0, 1.0], None],
                                 pa.list_(pa.float32())),
@@ -174,6 +175,30 @@ def test_vector_features_by_hand():
                                rtol=1e-6)
     # row 0: covis(a -> b) * 1 + covis(b -> b) * 1/2 = 2
     np.testing.assert_allclose(f["covis_score"], [2.0, 0.0, 0.0, 0.0])
+
+
+def test_a_users_rows_share_one_user_side_and_long_histories_are_cut():
+    from jobs.ranker_features import HISTORY_ITEMS
+
+    n = HISTORY_ITEMS + 5
+    ids = np.array([f"i{j:02d}" for j in range(n)], dtype=object)
+    side = ItemSide(item_ids=ids, als=np.eye(n, 4, dtype=np.float32),
+                    has_als=np.ones(n, bool), content=np.eye(n, 4, dtype=np.float32),
+                    covis=sp.csr_matrix(np.eye(n, dtype=np.float32)))
+    # the most recent item is unknown: it takes a slot of the first HISTORY_ITEMS, then
+    # is dropped, so i00 has weight 1 and the items past the cut count for nothing
+    history = ["gone", *ids[: n - 1].tolist()]
+    batch = pa.RecordBatch.from_pydict({
+        "user_id": ["u", "v", "u", "u"],
+        "item_id": ["i00", "i00", "i01", f"i{HISTORY_ITEMS:02d}"],
+        "user_vector": pa.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]],
+                                pa.list_(pa.float32())),
+        "history": pa.array([history, None, history, history], pa.list_(pa.string())),
+    })
+    f = vector_features(batch, side)
+    np.testing.assert_allclose(f["als_dot"], [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(f["covis_score"], [1.0, 0.0, 0.5, 0.0])
+    assert f["content_sim"][0] > f["content_sim"][2] > 0 and np.isnan(f["content_sim"][1])
 
 
 def test_list_matrix_marks_rows_of_the_wrong_length():
