@@ -117,7 +117,9 @@ class RankerSettings(Section):
     AUC, log loss and NDCG."""
     max_train_examples: PositiveInt | None = 2_000_000
     """Example budget of the nightly training: whole users, drawn (seeded) across the label
-    windows, until their rows reach this many; the rest are not read (None: every row)."""
+    windows, until their rows reach this many; the rest are not read (None: every row).
+    With both budgets set, ``recpipe ranker examples`` also builds a window's examples for
+    only as many positive users (hash-sampled) as the two budgets can read."""
     max_valid_examples: PositiveInt | None = 500_000
     """The same budget for the held-out users (their draw is independent of the training
     budget, so two budgets are compared on the same validation users)."""

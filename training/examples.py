@@ -86,6 +86,25 @@ def build_examples(candidates: DataFrame, label_events: DataFrame, past_events: 
         F.lit(window.source_ds).alias("source_ds"), F.lit(window.ds).alias("ds"))
 
 
+def example_user_share(positives: DataFrame, cfg: RankerSettings, per_user: int) -> float:
+    """The share of the label window's positive users whose examples are built: all of
+    them while their candidate rows (``per_user`` each, at most) fit the training budgets
+    (``max_train_examples + max_valid_examples``), else the share that fits, so a window
+    never holds many more rows than training can read."""
+    if cfg.max_train_examples is None or cfg.max_valid_examples is None:
+        return 1.0
+    users = positives.select("user_id").distinct().count()
+    budget_users = (cfg.max_train_examples + cfg.max_valid_examples) / per_user
+    return 1.0 if users <= budget_users else budget_users / users
+
+
+def sampled_users(share: float, seed: int, ds: str):
+    """A Spark predicate on ``user_id`` true for a fixed ``share`` of users: a hash of the
+    user, the seed and the date, so a rerun keeps the same users."""
+    bucket = F.pmod(F.xxhash64(F.col("user_id"), F.lit(seed), F.lit(ds)), F.lit(1_000_000))
+    return bucket < F.lit(int(round(share * 1_000_000)))
+
+
 def run(spark: SparkSession, settings: Settings, ds: str) -> dict[str, Any]:
     """Build ``gold/ranker_examples/ds=<ds>`` from the candidates of ``ds - label_days``.
 
@@ -109,10 +128,18 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict[str, Any]:
         log.info("no events between %s and %s: no ranker examples for %s", window.first,
                  window.last, ds)
         return {**summary, "skipped": "no events in the label window"}
+    share = example_user_share(positive_pairs(label_events, settings.ranker),
+                               settings.ranker, settings.candidates.per_user)
+    summary["user_share"] = share
+    if share < 1.0:
+        keep = sampled_users(share, settings.ranker.seed, window.ds)
+        label_events = label_events.where(keep)
     first, _ = training_window(settings, window.source_ds)
     past_events = lake.read_spark(spark, SILVER_INTERACTIONS.name,
                                   dates_between(available, first, window.last))
     candidates = lake.read_spark(spark, CANDIDATES.name, [window.source_ds])
+    if share < 1.0:
+        candidates = candidates.where(keep)
     inputs = feature_inputs(spark, lake, settings, window.source_ds)
     catalogue = np.asarray(sorted(inputs.side_broadcast.value.row_of), dtype=object)
     examples = build_examples(candidates, label_events, past_events,

@@ -251,3 +251,21 @@ def test_the_example_budget_keeps_whole_users_and_the_same_validation_users():
     # one user larger than the budget still trains on that user
     one, _ = user_split(users, rows, 0.2, seed=9, max_train=1)
     assert len(one) == 1
+
+
+def test_a_window_builds_examples_for_the_share_of_users_the_budget_reads(spark):
+    from conf.ranker import RankerSettings
+    from training.examples import example_user_share, sampled_users
+
+    positives = spark.createDataFrame([(f"u{k}", f"i{k % 7}") for k in range(2000)] * 2,
+                                      "user_id string, item_id string")
+    cfg = RankerSettings(max_train_examples=40_000, max_valid_examples=10_000)
+    assert example_user_share(positives, cfg, per_user=100) == pytest.approx(0.25)
+    assert example_user_share(positives, cfg, per_user=10) == 1.0
+    assert example_user_share(positives, RankerSettings(max_train_examples=None), 100) == 1.0
+    users = positives.select("user_id").distinct()
+    kept = {r[0] for r in users.where(sampled_users(0.25, 1, "2024-06-30")).collect()}
+    assert 400 <= len(kept) <= 600
+    again = {r[0] for r in users.where(sampled_users(0.25, 1, "2024-06-30")).collect()}
+    other = {r[0] for r in users.where(sampled_users(0.25, 1, "2024-07-14")).collect()}
+    assert kept == again and kept != other
