@@ -177,7 +177,28 @@ def run_size(size: Size, work: Path, seed: int) -> dict[str, Any]:
         if result.code and not expected:
             raise RuntimeError(f"task {stage.task_id} failed ({result.code}); see {log}")
     return {"size": asdict(size), "ds": ds, "tasks": tasks, "synth_s": synth.seconds,
-            "gate_passed": tasks["gate"]["code"] == 0}
+            "gate_passed": tasks["gate"]["code"] == 0, "quality": night_quality(work, ds)}
+
+
+QUALITY_STAGES = ("popularity", "merged", "topn/home_feed")
+
+
+def night_quality(work: Path, ds: str) -> dict[str, float]:
+    """The measured night's NDCG@10 and recall@100 (all users of its holdout) of the
+    popularity baseline, the merged candidates (cut to ``candidates.per_user``) and the
+    served home feed, from its ``gold/evaluation`` rows."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(work / "lake" / "gold" / "evaluation")).to_pyarrow_table(
+        partitions=[("ds", "=", ds)], columns=["stage", "slice", "metric", "k", "value"])
+    table = table.filter(pc.equal(table.column("slice"), "all"))
+    out = {}
+    for row in table.to_pylist():
+        name = f"{row['metric']}@{row['k']}"
+        if row["stage"] in QUALITY_STAGES and name in ("ndcg@10", "recall@100"):
+            out[f"{row['stage']} {name}"] = round(row["value"], 4)
+    return dict(sorted(out.items()))
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -199,6 +220,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "largest_peak_rss_mb": max(t["peak_rss_mb"] for t in last.values()),
         "memory_method": sorted({t["method"] for r in runs for t in r["tasks"].values()}),
         "gate_passed": [r.get("gate_passed") for r in runs],
+        "quality": [r.get("quality", {}) for r in runs],
         "generator": GENERATOR, "settings": SETTINGS,
     }
 
@@ -211,6 +233,13 @@ def markdown(summary: dict[str, Any]) -> str:
         cells = " | ".join(f"{s:.1f} / {m:.0f}" for s, m in zip(st["seconds"], st["peak_rss_mb"],
                                                                 strict=True))
         lines.append(f"| {name} | {cells} | {st['exponent']} |")
+    walls = " | ".join(f"{sum(st['seconds'][k] for st in summary['stages'].values()):.0f} s"
+                       for k in range(len(sizes)))
+    lines.append(f"| **night** | {walls} | |")
+    for size, quality in zip(sizes, summary.get("quality", []), strict=False):
+        if quality:
+            lines.append(f"\n{size['events']:,} events: " + ", ".join(
+                f"{k} {v}" for k, v in quality.items()))
     return "\n".join(lines) + "\n"
 
 
