@@ -192,6 +192,30 @@ def score_featured(featured: DataFrame, export: Path, schema: StructType, settin
             .sortWithinPartitions("user_id", "item_id").mapInArrow(body, schema))
 
 
+def scoring_inputs(spark: SparkSession, candidates: DataFrame, settings: Settings, ds: str
+                   ) -> tuple[DataFrame, Path, float] | None:
+    """``(featured candidates, export folder, fusion weight)`` for scoring the candidates of
+    ``ds`` with the ranker of ``ds``; None when ``ds`` has no export.
+
+    Raises:
+        training.errors.ArtifactError: the export is incomplete or altered.
+    """
+    from algorithms.ranker.artifact import read_manifest
+    from jobs.ranker_features import add_features, feature_inputs
+
+    path = export_dir(settings, ds)
+    if not has_export(settings, ds):
+        log.info("no ranker export at %s: candidates keep their retrieval scores", path)
+        return None
+    manifest = read_manifest(path, verify=True)
+    weight = fusion_weight(settings, manifest)
+    log.info("ranking the candidates of %s with %s (%s, valid AUC %.4f, retrieval weight %g)",
+             ds, path, manifest.get("architecture"),
+             manifest.get("metrics", {}).get("valid_auc", 0.0), weight)
+    featured = add_features(candidates, feature_inputs(spark, Lake(settings), settings, ds))
+    return featured, path, weight
+
+
 def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Settings,
                       ds: str) -> DataFrame:
     """The candidates of ``ds`` scored by the ranker of ``ds``, if there is one.
@@ -211,17 +235,8 @@ def ranked_candidates(spark: SparkSession, candidates: DataFrame, settings: Sett
     Raises:
         training.errors.ArtifactError: the export is incomplete or altered.
     """
-    from algorithms.ranker.artifact import read_manifest
-    from jobs.ranker_features import add_features, feature_inputs
-
-    path = export_dir(settings, ds)
-    if not has_export(settings, ds):
-        log.info("no ranker export at %s: candidates keep their retrieval scores", path)
+    inputs = scoring_inputs(spark, candidates, settings, ds)
+    if inputs is None:
         return candidates
-    manifest = read_manifest(path, verify=True)
-    weight = fusion_weight(settings, manifest)
-    log.info("ranking the candidates of %s with %s (%s, valid AUC %.4f, retrieval weight %g)",
-             ds, path, manifest.get("architecture"),
-             manifest.get("metrics", {}).get("valid_auc", 0.0), weight)
-    featured = add_features(candidates, feature_inputs(spark, Lake(settings), settings, ds))
+    featured, path, weight = inputs
     return score_featured(featured, path, candidates.schema, settings, weight)

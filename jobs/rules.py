@@ -183,7 +183,7 @@ def apply_surface(block: Block, rule: SurfaceSettings,
     users = block.user[order]
     starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1] if len(order) else \
         np.zeros(0, np.int64)
-    ends = np.r_[starts[1:], len(order)].astype(np.int64)
+    ends = np.r_[starts[1:], len(order)].astype(np.int64) if len(order) else starts
     per_user = rule.max_per_category > 0 or rule.exploration_share > 0
     if not per_user:  # order and cut: pure numpy
         position = np.arange(len(order)) - np.repeat(starts, ends - starts)

@@ -84,8 +84,9 @@ def surface_rows(batch: pa.RecordBatch, meta: ItemMeta, surfaces: dict[str, Surf
             batch.column("item_id").take(take), pa.array(out.score, pa.float64()),
             with_exploration(batch.column("sources").take(take), out.explored),
             pa.array([name] * len(out.rows), pa.string())], schema=TOPN_ROW))
-    return pa.Table.from_batches(parts, schema=TOPN_ROW).combine_chunks().to_batches()[0] \
-        if parts else TOPN_ROW.empty_table().to_batches()[0]
+    table = pa.Table.from_batches(parts, schema=TOPN_ROW).combine_chunks()
+    batches = table.to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=TOPN_ROW)
 
 
 def user_surfaces(user_id: str, items: list[str], scores: list[float],
@@ -169,9 +170,8 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     context = read_item_context(lake, ds, settings)
     meta = spark.sparkContext.broadcast(context.meta())
     candidates = lake.read_spark(spark, CANDIDATES.name, [ds])
-    scored = score_candidates(spark, candidates, settings, ds)
-    topn = transform(scored, meta, dict(settings.surfaces), settings.seed, ds,
-                     max(1, settings.spark.shuffle_partitions))
+    topn = ranked_topn(spark, candidates, meta, settings, ds, ds,
+                       max(1, settings.spark.shuffle_partitions))
     version = lake.write_spark(TOPN.name, topn, [ds])
     similar = similar_items(context.retrieval())
     similar = similar.append_column("ds", pa.array([ds] * similar.num_rows, pa.string()))
@@ -183,13 +183,34 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
             "versions": {TOPN.name: version, SIMILAR_ITEMS.name: sim_version}}
 
 
-def score_candidates(spark: SparkSession, candidates: DataFrame, settings: Settings,
-                     ds: str) -> DataFrame:
-    """Candidates with the score that orders them: the ranker's probability when a ranker
-    was trained for ``ds`` (``recpipe ranker train``), else the retrieval blend."""
-    from jobs.rank_candidates import ranked_candidates
+def ranked_topn(spark: SparkSession, candidates: DataFrame, meta_broadcast,
+                settings: Settings, ranker_ds: str, ds: str, partitions: int) -> DataFrame:
+    """Top-N rows of every surface (date ``ds``) from candidates, ordered by the ranker of
+    ``ranker_ds`` where there is one (:mod:`jobs.rank_candidates`), else by the retrieval
+    blend; ``partitions`` user partitions.
 
-    return ranked_candidates(spark, candidates, settings, ds)
+    With a ranker, scoring and the rules run in one pass over each user partition (the
+    scored batches hold whole users, which is what the rules need), so the scored rows are
+    never shuffled again.
+    """
+    from jobs.rank_candidates import score_batches, scoring_inputs
+
+    surfaces, seed = dict(settings.surfaces), settings.seed
+    inputs = scoring_inputs(spark, candidates, settings, ranker_ds)
+    if inputs is None:
+        return transform(candidates, meta_broadcast, surfaces, seed, ds, partitions)
+    featured, path, weight = inputs
+    columns = [f.name for f in candidates.schema.fields]
+    rs, where = settings.ranker, str(path)
+
+    def body(batches):
+        scored = score_batches(batches, where, columns, rs.eval_batch_size, rs.score_threads,
+                               weight)
+        yield from topn_batches(scored, meta_broadcast.value, surfaces, seed, ds)
+
+    return (featured.repartition(partitions, "user_id")
+            .sortWithinPartitions("user_id", "item_id")
+            .mapInArrow(body, arrow_schema_to_spark(TOPN_ROW)).withColumn("ds", F.lit(ds)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,8 +139,8 @@ def refreshed_lists(spark: SparkSession, settings: Settings, lake: Lake, rel: Re
                     base_ds: str, ds: str, users_df: DataFrame, users: list[str]
                     ) -> dict[str, pa.Table]:
     """Every surface's new lists for ``users``: candidates from the item side of ``base_ds``
-    (``gold/item_context``), scored by :func:`jobs.topn.score_candidates` (the ranker of
-    ``base_ds``), ordered by :func:`jobs.topn.transform`; a user left without a list keeps
+    (``gold/item_context``), scored by the ranker of ``base_ds`` and ordered by the
+    surfaces' rules (:func:`jobs.topn.ranked_topn`); a user left without a list keeps
     the parent's minus the items excluded for them (:func:`jobs.foldin.backfill_lists`)."""
     from jobs import topn as topn_job
     from jobs.candidates import transform as candidates_transform
@@ -150,12 +150,10 @@ def refreshed_lists(spark: SparkSession, settings: Settings, lake: Lake, rel: Re
     context = read_item_context(lake, base_ds, settings)
     cands = candidates_transform(users_df, spark.sparkContext.broadcast(context.retrieval()),
                                  settings.candidates, ds)
-    scored = topn_job.score_candidates(spark, cands, settings, base_ds)
-    # About USERS_PER_PARTITION users a partition: topn.transform's body cannot take a
-    # partition without rows, which hashing a handful of users would leave.
+    # About USERS_PER_PARTITION users a partition (a handful of users need no more tasks)
     parts = max(1, min(settings.spark.shuffle_partitions, len(users) // USERS_PER_PARTITION))
-    top = topn_job.transform(scored, spark.sparkContext.broadcast(context.meta()),
-                             dict(settings.surfaces), settings.seed, ds, parts).toArrow()
+    top = topn_job.ranked_topn(spark, cands, spark.sparkContext.broadcast(context.meta()),
+                               settings, base_ds, ds, parts).toArrow()
     blocked = {r["user_id"]: set(r["excluded"] or ())
                for r in users_df.select("user_id", "excluded").toArrow().to_pylist()}
     users_df.unpersist()

@@ -160,3 +160,9 @@ def test_the_vectorized_rules_give_the_reference_lists(case):
                 (user, name)
             ranks = [r["rank"] for r in got if r["user_id"] == user and r["surface"] == name]
             assert ranks == list(range(1, len(have) + 1))
+
+
+def test_a_block_whose_rows_are_all_dropped_gives_empty_lists():
+    meta = _meta(available={i: False for i in ITEMS})
+    for rule in (_plain(), _plain(max_per_category=2), _plain(exploration_share=0.2)):
+        assert one(rule, meta) == []
