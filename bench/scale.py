@@ -245,14 +245,17 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], path: Path) -> None:
     """Seconds per task against events, log-log."""
+    import matplotlib
     from matplotlib.figure import Figure
 
     events = [s["events"] for s in summary["sizes"]]
-    fig = Figure(figsize=(9, 6))
+    fig = Figure(figsize=(11, 6))
     ax = fig.add_subplot()
-    for name, st in summary["stages"].items():
+    colours = matplotlib.colormaps["tab20"].colors
+    for k, (name, st) in enumerate(summary["stages"].items()):
         if max(st["seconds"]) >= 1.0:
-            ax.plot(events, st["seconds"], marker="o", label=f"{name} ({st['exponent']})")
+            ax.plot(events, st["seconds"], marker="os^"[k % 3], color=colours[k % 20],
+                    label=f"{name} ({st['exponent']})")
     top = max(st["seconds"][0] for st in summary["stages"].values())
     ax.plot(events, [top * e / events[0] for e in events], ls=":", color="grey",
             label="linear (exponent 1)")
@@ -261,7 +264,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("events")
     ax.set_ylabel("seconds")
     ax.set_title("recpipe nightly: seconds per task (exponent between the two largest sizes)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
