@@ -36,6 +36,20 @@ def test_ann_quick_compares_hnsw_with_exact_search(tmp_path):
     assert figures["exact_ms_per_query"] > 0 and figures["ann_ms_per_query"] > 0
 
 
+def test_ann_layouts_quick_measures_every_layout_against_exact_search(tmp_path):
+    result = run_bench("ann-layouts", tmp_path)
+    layouts = {row["layout"]: row for row in result["layouts"]}
+    assert {"Flat", "HNSW32,Flat"} <= set(layouts) and len(layouts) == 7
+    assert layouts["Flat"]["points"][0]["recall_at_100"] == pytest.approx(1.0)
+    for row in layouts.values():
+        assert row["bytes_per_vector_ram"] > 0
+        assert all(0 < p["recall_at_100"] <= 1 and p["ms_per_query"] > 0
+                   for p in row["points"])
+    pq = [r for name, r in layouts.items() if "PQ32" in name and "RFlat" not in name]
+    assert all(r["bytes_per_vector_ram"] < layouts["Flat"]["bytes_per_vector_ram"] / 4
+               for r in pq)
+
+
 def test_topn_quick_compares_with_raw_matmul_and_argpartition(tmp_path):
     result = run_bench("topn", tmp_path)
     assert {"users_per_s", "fraction_of_matmul", "matmul_gflops",
