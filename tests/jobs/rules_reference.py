@@ -2,12 +2,7 @@
 specification that :mod:`jobs.rules` (vectorized over blocks of users) must reproduce
 exactly (``tests/jobs/test_rules.py`` compares them on random inputs).
 
-Order of application (per surface): drop unavailable items and items another surface already
-shows in its first slots; multiply scores by promotion boosts and re-sort; cap how many items
-of one category may appear in the first ``diversity_window`` slots (greedy, deferred items
-keep their order after the window); then give ``round(exploration_share * window)`` slots of
-the window, chosen by a seeded RNG, to random picks from below the window (epsilon-greedy
-exploration, marked with the source ``exploration``); keep the first ``n``.
+The order of application is the one :mod:`jobs.rules` describes.
 """
 
 from __future__ import annotations
