@@ -131,20 +131,22 @@ def held_out_auc(users: dict[str, np.ndarray], items: dict[str, np.ndarray],
     return wins / total
 
 
-def test_checkpoint_root_defaults_under_work_dir_and_refuses_local_disk_on_a_cluster(settings):
+def test_checkpoint_root_defaults_under_work_dir_and_refuses_local_disk_on_a_cluster(
+        settings, tmp_path):
     from conf import ConfigError
     from jobs.embeddings_spark import checkpoint_root
 
-    local = settings.model_copy(update={"work_dir": "/scratch/work"})
-    assert checkpoint_root(local) == "/scratch/work/checkpoints"
+    scratch = str(tmp_path / "scratch")
+    local = settings.model_copy(update={"work_dir": scratch})
+    assert checkpoint_root(local) == f"{scratch}/checkpoints"
     cluster_spark = settings.spark.model_copy(update={"master": "spark://head:7077"})
     cluster = local.model_copy(update={"spark": cluster_spark})
     with pytest.raises(ConfigError, match="work_dir: .*driver's local disk"):
         checkpoint_root(cluster)
-    shared = cluster.model_copy(update={"work_dir": "s3a://bucket/work"})
-    assert checkpoint_root(shared) == "s3a://bucket/work/checkpoints"
+    shared = cluster.model_copy(update={"work_dir": "s3a://bucket/jobs"})
+    assert checkpoint_root(shared) == "s3a://bucket/jobs/checkpoints"
     override = shared.model_copy(update={"als": shared.als.model_copy(
-        update={"spark_checkpoint_dir": "file:///tmp/ck"})})
+        update={"spark_checkpoint_dir": f"file://{tmp_path}/ck"})})
     with pytest.raises(ConfigError, match="als.spark_checkpoint_dir"):
         checkpoint_root(override)
 
