@@ -57,13 +57,9 @@ class ItemSide:
             raise ValueError(f"ItemSide.covis has shape {self.covis.shape}, want ({n}, {n})")
         self.row_of = {str(item): i for i, item in enumerate(self.item_ids)}
 
-    def rows(self, ids: list[str | None]) -> np.ndarray:
-        """(B,) int64 rows of ``ids``; -1 for unknown or null ids."""
-        return np.fromiter((self.row_of.get(i, -1) if i is not None else -1 for i in ids),
-                           dtype=np.int64, count=len(ids))
-
-    def rows_of(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """:meth:`rows` of an Arrow string column, without a Python object per id."""
+    def rows(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """(B,) int64 rows of an Arrow string column of item ids; -1 for unknown or null
+        ids."""
         found = pc.index_in(ids, value_set=pa.array(self.item_ids.tolist(), pa.string()))
         return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 

@@ -71,7 +71,7 @@ def history_matrix(histories: pa.Array, side: ItemSide) -> sp.csr_matrix:
     ``HISTORY_ITEMS`` ids, the unknown ones then dropped, weighted ``1 / (1 + position)``
     among those kept."""
     sliced = pc.list_slice(histories, 0, HISTORY_ITEMS)
-    rows = side.rows_of(pc.list_flatten(sliced))
+    rows = side.rows(pc.list_flatten(sliced))
     owner = pc.list_parent_indices(sliced).to_numpy(zero_copy_only=False).astype(np.int64)
     kept = rows >= 0
     rows, owner = rows[kept], owner[kept]
@@ -101,7 +101,7 @@ def vector_features(batch: pa.RecordBatch, side: ItemSide) -> dict[str, np.ndarr
         score with the item (0 without history).
     """
     b = batch.num_rows
-    item_rows = side.rows_of(batch.column("item_id"))
+    item_rows = side.rows(batch.column("item_id"))
     known = item_rows >= 0
     safe_rows = np.maximum(item_rows, 0)
     codes = pc.dictionary_encode(batch.column("user_id")).indices.to_numpy(
