@@ -8,6 +8,8 @@ take seconds, not a Python loop per row.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
@@ -162,3 +164,23 @@ def tiny_release_data(*, boost_i5: float = 1.0, score_shift: float = 0.0,
         model_versions={"ranker": "3"}, table_versions={"gold/topn": 7},
         metrics={"ndcg@10": 0.41},
     )
+
+
+def with_faiss(data: ReleaseData, folder: str | Path, *, shards: int = 2, hnsw_m: int = 32,
+               ef_construction: int = 200, ef_search: int = 256) -> ReleaseData:
+    """``data`` with a sharded HNSW index over its item embeddings (ids: their rows, as the
+    exporter builds it) written under ``folder`` and named as its ``faiss_dir``.
+
+    Raises:
+        ValueError: ``data`` has no item embeddings.
+    """
+    from serving_export.index.build import build_sharded_hnsw
+
+    if data.item_embeddings is None:
+        raise ValueError("with_faiss needs item embeddings")
+    vectors = np.asarray(data.item_embeddings.vectors, dtype=np.float32)
+    index = build_sharded_hnsw(vectors, np.arange(len(vectors), dtype=np.int64), shards=shards,
+                               hnsw_m=hnsw_m, ef_construction=ef_construction,
+                               ef_search=ef_search)
+    data.faiss_dir = index.save(Path(folder) / "faiss")
+    return data

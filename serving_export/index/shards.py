@@ -33,6 +33,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,8 @@ class ShardedIndex:
         return sum(int(shard.ntotal) for shard in self.shards)
 
     def search(
-        self, queries: np.ndarray, k: int, ef_search: int | None = None
+        self, queries: np.ndarray, k: int, ef_search: int | None = None,
+        pool: Executor | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-``k`` items by inner product for each query.
 
@@ -167,6 +169,8 @@ class ShardedIndex:
             queries: (Q, D) query vectors.
             k: results per query; slots beyond what the index returns hold id -1.
             ef_search: HNSW ``efSearch`` for this call; default ``self.ef_search``.
+            pool: search the shards concurrently on this executor (FAISS releases the GIL);
+                default: one after the other in the calling thread.
 
         Returns:
             ``(ids, scores)``: (Q, k) int64 external item ids and (Q, k) float32 inner
@@ -186,16 +190,19 @@ class ShardedIndex:
         if self.augmented:
             q = np.hstack([q, np.zeros((q.shape[0], 1), dtype=np.float32)])
         params = faiss.SearchParametersHNSW(efSearch=ef)
-        all_ids, all_scores = [], []
-        for shard, id_map in zip(self._search_shards, self.id_maps, strict=True):
-            if shard.ntotal == 0:
-                continue
+
+        def one(number: int) -> tuple[np.ndarray, np.ndarray]:
+            shard = self._search_shards[number]
             scores, local = shard.search(q, min(k, shard.ntotal), params=params)
             found = local >= 0
-            all_ids.append(np.where(found, np.asarray(id_map)[np.maximum(local, 0)], -1))
-            all_scores.append(np.where(found, scores, -np.inf).astype(np.float32))
-        ids = np.concatenate(all_ids, axis=1)
-        scores = np.concatenate(all_scores, axis=1)
+            return (np.where(found, np.asarray(self.id_maps[number])[np.maximum(local, 0)], -1),
+                    np.where(found, scores, -np.inf).astype(np.float32))
+
+        live = [n for n, shard in enumerate(self._search_shards) if shard.ntotal]
+        parts = (list(pool.map(one, live)) if pool is not None and len(live) > 1
+                 else [one(n) for n in live])
+        ids = np.concatenate([p[0] for p in parts], axis=1)
+        scores = np.concatenate([p[1] for p in parts], axis=1)
         if ids.shape[1] < k:
             pad = k - ids.shape[1]
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)

@@ -65,7 +65,8 @@ class ReleaseData:
             >= 0, 1 = neutral]). Items only named by other tables are available, boost 1.
         users: (``user_id``[, ``segment``][, ``purchased`` list of item ids]).
         user_embeddings, item_embeddings: vectors for re-ranking (same D).
-        faiss_dir: a sharded FAISS index directory, copied into ``faiss/`` as it is.
+        faiss_dir: a sharded FAISS index directory whose ids are rows of
+            ``item_embeddings``; copied into ``faiss/`` with ids turned into item rows.
         model_versions, table_versions, metrics, extra: recorded in the manifest.
     """
 

@@ -29,7 +29,7 @@ from conf.errors import EmptyInput
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
-from jobs.tables import SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
+from jobs.tables import ITEM_CONTENT, SILVER_INTERACTIONS, SILVER_ITEMS, SILVER_USERS
 from jobs.user_segments import segments_as_of
 from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
 from serving_export.release.format import OVERALL
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READS = ("gold/topn", "gold/similar_items", "gold/popularity", "gold/user_embeddings",
-         "gold/item_embeddings", SILVER_ITEMS.name, SILVER_USERS.name,
+         "gold/item_embeddings", ITEM_CONTENT.name, SILVER_ITEMS.name, SILVER_USERS.name,
          SILVER_INTERACTIONS.name, "gold/evaluation")
 
 
@@ -71,6 +71,27 @@ def read_verdict(lake: Lake, ds: str) -> tuple[GateVerdict, dict[str, float]]:
         return GateVerdict(False, ("no gate verdict recorded for this date",)), {}
     passed, reasons, metrics = found
     return GateVerdict(bool(passed), tuple(reasons)), dict(metrics)
+
+
+def with_content_vectors(item_emb: Embeddings, lake: Lake, ds: str) -> tuple[Embeddings, int]:
+    """``item_emb`` plus the content-predicted vectors (``gold/item_content.vector``, in the
+    same space) of items that have no collaborative one, so a new item has similar items
+    and can be found through the FAISS shards. Returns the vectors and how many were added.
+    """
+    if ds not in lake.partitions(ITEM_CONTENT.name):
+        return item_emb, 0
+    content = lake.read_arrow(ITEM_CONTENT.name, [ds], columns=["id", "vector", "has_cf"])
+    known = pa.array([str(i) for i in item_emb.ids], pa.string())
+    cold = content.filter(pc.and_(pc.invert(content.column("has_cf")),
+                                  pc.invert(pc.is_in(content.column("id"), known))))
+    if cold.num_rows == 0:
+        return item_emb, 0
+    extra = Embeddings.from_table(cold)
+    if len(item_emb.ids) and extra.vectors.shape[1] != item_emb.vectors.shape[1]:
+        raise ValueError(f"{ITEM_CONTENT.name}: vectors have {extra.vectors.shape[1]} "
+                         f"dimensions, the item embeddings {item_emb.vectors.shape[1]}")
+    return Embeddings(ids=[*item_emb.ids, *extra.ids],
+                      vectors=np.concatenate([item_emb.vectors, extra.vectors])), cold.num_rows
 
 
 def build_faiss(settings: Settings, item_emb: Embeddings, user_emb: Embeddings,
@@ -120,7 +141,8 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     })
     user_emb = Embeddings.from_table(lake.read_arrow("gold/user_embeddings", [ds]))
     item_emb_t = lake.read_arrow("gold/item_embeddings", [ds])
-    item_emb = Embeddings.from_table(item_emb_t)
+    item_emb, content_only = with_content_vectors(
+        Embeddings.from_table(item_emb_t), lake, ds)
     versions = sorted(set(item_emb_t.column("model_version").to_pylist()))
     gate, metrics = read_verdict(lake, ds)
     table_versions = {name: lake.version(name) for name in READS}
@@ -133,6 +155,8 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
         model_versions={"embeddings": versions[0] if versions else ""},
         table_versions={k: v for k, v in table_versions.items() if v is not None},
         metrics={k: float(v) for k, v in metrics.items()},
+        extra={"item_vectors": {"collaborative": len(item_emb.ids) - content_only,
+                                "content": content_only}},
     )
     return data, table_versions
 

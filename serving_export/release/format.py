@@ -17,7 +17,9 @@ of ``manifest.json``, written last) and these files, every array a ``.npy`` read
 - ``similar/``: ``offsets.npy`` (I+1,), ``items.npy``, ``scores.npy``.
 - ``popular/``: ``offsets.npy`` (S+1,) over ``vocab.popular_segments``, ``items.npy``,
   ``scores.npy``; the overall list is the segment named :data:`OVERALL`.
-- ``faiss/``: the sharded FAISS index directory, copied as written.
+- ``faiss/``: the sharded FAISS index over the item vectors (``items/vectors.npy`` rows
+  that have one), as :mod:`serving_export.index.shards` writes it; its id maps hold item
+  rows, so an ANN hit is an item row like every other list's.
 """
 
 from __future__ import annotations

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import pyarrow as pa
 
-from conf.errors import ReleaseCorrupt, ReleaseIncomplete, ReleaseNotFound
+from conf.errors import IndexCorrupt, ReleaseCorrupt, ReleaseIncomplete, ReleaseNotFound
+from serving_export.index.shards import ShardedIndex
+from serving_export.release import reasons
 from serving_export.release.format import (
     FORMAT,
     FORMAT_VERSION,
@@ -90,6 +96,45 @@ ROW_CACHE = 1 << 16
 """Ids whose rows each loaded release remembers (per id kind; about 10 MiB when full)."""
 
 
+TAIL_CACHE = 1 << 16
+"""JSON tails each loaded release remembers per source (tags may be item rows)."""
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def ann_pool() -> ThreadPoolExecutor:
+    """The process's threads for searching FAISS shards concurrently, one OpenMP thread
+    each (a single query gains nothing from more)."""
+    global _POOL
+    if _POOL is None:
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                           thread_name_prefix="ann",
+                                           initializer=faiss.omp_set_num_threads,
+                                           initargs=(1,))
+    return _POOL
+
+
+def _load_ann(folder: Path, n_items: int) -> ShardedIndex:
+    """Open the release's shards memory-mapped and check that every id is an item row.
+
+    Raises:
+        ReleaseCorrupt: the index is missing, unreadable, or names rows the release lacks.
+    """
+    try:
+        index = ShardedIndex.load(folder, mmap=True)
+    except (IndexCorrupt, RuntimeError, OSError, ValueError) as exc:
+        raise ReleaseCorrupt(f"release {folder.parent.name!r}: FAISS shards cannot be "
+                             f"loaded: {exc}") from exc
+    for number, ids in enumerate(index.id_maps):
+        if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= n_items):
+            raise ReleaseCorrupt(f"release {folder.parent.name!r}: FAISS shard {number} names "
+                                 f"item rows outside 0..{n_items - 1}")
+    return index
+
+
 def _map(path: Path) -> np.ndarray:
     # A plain ndarray view of the memory map: cheaper to index than np.memmap.
     return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
@@ -154,6 +199,11 @@ class Release:
         self.user_has_vector = _map(p / "users/has_vector.npy") if has else None
         self.item_vectors = _map(p / "items/vectors.npy") if has else None
         self.item_has_vector = _map(p / "items/has_vector.npy") if has else None
+        self.ann: ShardedIndex | None = None
+        """The release's FAISS shards over the item vectors (ids are item rows), if any."""
+        if manifest.get("faiss") and self.item_vectors is not None:
+            self.ann = _load_ann(p / "faiss", len(self.item_ids))
+        self._meta: pa.Table | None = None
         self._item_json: list[str | None] = [None] * len(self.item_ids)
         self._item_head: list[str | None] = [None] * len(self.item_ids)
         self._tails: dict[str, dict[int | None, str]] = {}
@@ -186,7 +236,7 @@ class Release:
         manifest = verify_release(path, check_hashes=verify)
         try:
             return cls(path, manifest)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, IndexCorrupt) as exc:
             raise ReleaseCorrupt(f"release {Path(path).name!r} cannot be loaded: {exc}") from exc
 
     # -- ids ------------------------------------------------------------------------------
@@ -241,23 +291,59 @@ class Release:
             heads = [h or self.item_head(r) for h, r in zip(heads, rows, strict=True)]
         return heads  # type: ignore[return-value]
 
-    def entry_tail(self, source: str, mask: int | None) -> str:
-        """Cached JSON tail of an answer item: source and retrieval strategies."""
-        by_mask = self._tails.setdefault(source, {})
-        cached = by_mask.get(mask)
+    def entry_tail(self, source: str, tag: int | None) -> str:
+        """Cached JSON tail of an answer item: source, retrieval strategies (personalized
+        items) and reason (:mod:`serving_export.release.reasons`)."""
+        by_tag = self._tails.setdefault(source, {})
+        cached = by_tag.get(tag)
         if cached is None:
-            cached = f',"source":"{source}"}}' if mask is None else (
-                f',"source":"{source}","retrieval":{self.sources_json(mask)}}}')
-            by_mask[mask] = cached
+            if len(by_tag) >= TAIL_CACHE:
+                by_tag.clear()
+            strategies: tuple[str, ...] = ()
+            retrieval = title = None
+            if source == "personalized" and tag is not None:
+                strategies = self.sources_names(tag)
+                retrieval = self.sources_json(tag)
+            elif source in ("similar", "ann") and tag is not None:
+                title = self.title(tag)
+            reason = json.dumps(reasons.for_entry(source, tag, strategies, title))
+            cached = (f',"source":"{source}"'
+                      + (f',"retrieval":{retrieval}' if retrieval is not None else "")
+                      + f',"reason":{reason}}}')
+            by_tag[tag] = cached
         return cached
 
-    def entry_tails(self, source: str, masks: list[int]) -> list[str]:
-        """:meth:`entry_tail` of each mask, for one source."""
-        by_mask = self._tails.setdefault(source, {})
-        tails = [by_mask.get(m) for m in masks]
+    def entry_tails(self, source: str, tags: list[int]) -> list[str]:
+        """:meth:`entry_tail` of each tag, for one source."""
+        by_tag = self._tails.setdefault(source, {})
+        tails = [by_tag.get(t) for t in tags]
         if not all(tails):
-            tails = [t or self.entry_tail(source, m) for t, m in zip(tails, masks, strict=True)]
+            tails = [t or self.entry_tail(source, g) for t, g in zip(tails, tags, strict=True)]
         return tails  # type: ignore[return-value]
+
+    def title(self, row: int) -> str:
+        """An item's title (its id when it has none), read from ``items/meta.arrow``."""
+        if self._meta is None:
+            source = pa.memory_map(str(self.path / "items/meta.arrow"))
+            self._meta = pa.ipc.open_file(source).read_all()  # zero copy: mapped buffers
+        title = self._meta.column("title")[row].as_py()
+        return title if title else self.item_id(row)
+
+    # -- ANN --------------------------------------------------------------------------------
+    def ann_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` item rows of highest inner product with ``vector`` from the FAISS shards
+        (searched concurrently, the tuned ``efSearch``), best first, with their scores;
+        fewer when the index holds fewer items.
+
+        Raises:
+            LookupError: the release has no FAISS shards.
+        """
+        if self.ann is None:
+            raise LookupError(f"release {self.id} has no FAISS shards")
+        ids, scores = self.ann.search(vector[None, :], min(k, self.ann.ntotal),
+                                      pool=ann_pool())
+        found = ids[0] >= 0
+        return ids[0][found], scores[0][found]
 
     # -- lists ----------------------------------------------------------------------------
     def topn(self, surface: str, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

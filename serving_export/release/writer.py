@@ -36,7 +36,9 @@ from serving_export.release.format import (
     SUCCESS,
     TMP_MARK,
     check_release_id,
+    encode_ids,
     fsync_path,
+    lookup_rows,
     sha256_file,
 )
 from serving_export.release.layout import (
@@ -69,6 +71,23 @@ def _check_data(data: ReleaseData, incremental: bool) -> None:
             raise ValueError(f"a full release needs {name}")
     if not data.topn:
         raise ValueError("a full release needs at least one top-N surface")
+
+
+def _faiss_ids_to_item_rows(files: ReleaseFiles, data: ReleaseData,
+                            item_ids: np.ndarray) -> None:
+    """Rewrite the copied FAISS id maps from rows of ``data.item_embeddings`` (as the
+    exporter builds them) to the release's item rows, which the service reads."""
+    if data.item_embeddings is None:
+        raise ValueError("faiss_dir needs item_embeddings: its ids are their rows")
+    rows = lookup_rows(item_ids, encode_ids([str(i) for i in data.item_embeddings.ids]))
+    meta = json.loads((files.tmp / "faiss/meta.json").read_text(encoding="utf-8"))
+    for shard in meta["shards"]:
+        path = f"faiss/{shard['ids']}"
+        local = np.load(files.tmp / path, allow_pickle=False)
+        if len(local) and (local.min() < 0 or local.max() >= len(rows)):
+            raise ValueError(f"{path}: ids outside the {len(rows)} item embeddings")
+        (files.tmp / path).unlink()  # a copy, never a parent's hard link
+        files.save(path, rows[local])
 
 
 def write_release(
@@ -161,6 +180,7 @@ def write_release(
         vocab.update(sources=users["sources"], user_segments=users["user_segments"])
         if data.faiss_dir is not None:
             shutil.copytree(Path(data.faiss_dir), tmp / "faiss")
+            _faiss_ids_to_item_rows(files, data, item_ids)
         elif parent_manifest is not None:
             files.link_group("faiss")
         item_dim = None

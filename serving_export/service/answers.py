@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 
+from serving_export.release import reasons
 from serving_export.release.reader import Release
 from serving_export.service.recommend import Entry, ListHead
 
@@ -95,9 +96,10 @@ def rerank_answer(rel: Release, user_id: str, source: str, degraded: bool,
                   rows: Sequence[tuple[str, float | None, bool]]) -> str:
     """JSON of :class:`~serving_export.service.models.RerankResponse`."""
     item_source = "reranked" if source == "reranked" else "popular"
+    reason = _dumps(reasons.RERANKED if source == "reranked" else reasons.POPULAR)
     items = ",".join(
         f'{{"item_id":{_dumps(item)},"score":{num(score)},"source":"{item_source}",'
-        f'"known":{"true" if known else "false"}}}'
+        f'"reason":{reason},"known":{"true" if known else "false"}}}'
         for item, score, known in rows
     )
     return (f'{{"user_id":{string(user_id)},"release_id":{rel.id_json},"source":'

@@ -16,7 +16,7 @@ ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
 EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "skip"]
-Source = Literal["personalized", "popular", "similar", "reranked"]
+Source = Literal["personalized", "ann", "popular", "similar", "reranked"]
 
 
 class Filters(BaseModel):
@@ -45,9 +45,14 @@ class Item(BaseModel):
     item_id: str
     score: float | None = Field(description="Model score (personalized), similarity "
                                 "(similar) or popularity (popular); null if unknown.")
-    source: Source = Field(description="Where this item came from.")
+    source: Source = Field(description="Where this item came from: ``personalized`` (the "
+                           "user's precomputed list), ``ann`` (nearest items to the user's, or "
+                           "the item's, vector in the release's FAISS shards), ``similar`` (a "
+                           "precomputed neighbour list), ``popular``, ``reranked``.")
     retrieval: list[str] | None = Field(
         None, description="Retrieval strategies that found it (personalized items).")
+    reason: str = Field(description="Why it is there, in words an app can show: e.g. "
+                        "\"similar to Toy Story\", \"popular with people like you\".")
     known: bool | None = Field(None, description="Rerank only: false when the release has "
                                "no vector for the item (it is placed last).")
 
@@ -59,7 +64,9 @@ class UserRecommendations(BaseModel):
     surface: str
     release_id: str
     source: Source = Field(description="``personalized`` when the user has a precomputed "
-                           "list, ``popular`` for unknown (cold) users.")
+                           "list for the surface; else ``ann`` when the release holds the "
+                           "user's vector (nearest items in its FAISS shards); else "
+                           "``popular`` (unknown or cold users).")
     degraded: bool = Field(description="True when the real-time store was unavailable.")
     items: list[Item]
 
@@ -69,7 +76,9 @@ class SimilarItems(BaseModel):
 
     item_id: str
     release_id: str
-    source: Source
+    source: Source = Field(description="``similar`` (the item's precomputed neighbour list), "
+                           "``ann`` (no list: nearest items to its collaborative or "
+                           "content-predicted vector in the FAISS shards) or ``popular``.")
     degraded: bool
     items: list[Item]
 

@@ -4,7 +4,15 @@ Pure functions of (release, request, real-time state); no I/O. Lists are walked 
 and stop as soon as ``n`` items pass, which on short lists beats vectorised numpy calls
 with their fixed per-call cost.
 
-An :data:`Entry` is ``(item_row, score, source, retrieval_mask or None)``.
+An :data:`Entry` is ``(item_row, score, source, tag)``; the tag says why the item is there
+(:mod:`serving_export.release.reasons`): the retrieval mask of a precomputed item, the item
+row a ``similar`` (or item-anchored ``ann``) item resembles, :data:`SEGMENT_LIST` for an item
+of the user's segment's popular list, else ``None``.
+
+Sources, in the order they are tried for a user: the precomputed list of the surface
+(``personalized``); without one, the nearest items to the user's vector in the release's
+FAISS shards (``ann``); without a vector, the segment's then the overall popular list
+(``popular``). Items similar to recent interactions are blended in (``similar``).
 """
 
 from __future__ import annotations
@@ -17,12 +25,16 @@ from typing import overload
 import numpy as np
 
 from serving_export.release.reader import Release
+from serving_export.release.reasons import SEGMENT_LIST
 from serving_export.service.models import Filters
 from serving_export.service.realtime import EMPTY, Recent
 
 Entry = tuple[int, float | None, str, int | None]
 
 DEFAULT_FILTERS = Filters()
+
+ANN_MAX_K = 1000
+"""Most items one ANN answer asks the shards for (while filters keep rejecting them)."""
 
 
 class ListHead(Sequence[Entry]):
@@ -163,58 +175,81 @@ def _take(gate: _Gate, taken: set[int], rows: Iterable[int], scores: Iterable[fl
 
 def _take_arrays(rel: Release, gate: _Gate, taken: set[int], items: np.ndarray,
                  scores: np.ndarray, masks: np.ndarray | None, source: str, limit: int,
-                 out: list[Entry]) -> None:
-    """:func:`_take` over arrays, converting only a prefix to Python unless more is needed."""
+                 out: list[Entry], tag: int | None = None) -> None:
+    """:func:`_take` over arrays, converting only a prefix to Python unless more is needed.
+    Without ``masks`` every entry gets ``tag``."""
     if limit <= 0 or gate.nothing or not len(items):
         return
     if rel.any_boost:
-        rows_l, scores_l, masks_l = _boosted(rel, items, scores, masks)
+        rows_l, scores_l, masks_l = _boosted(rel, items, scores, masks, tag)
         _take(gate, taken, rows_l, scores_l, masks_l, source, limit, out)
         return
     end = len(out) + limit
     start, stop = 0, 2 * limit + len(gate.excluded) + 8
     while start < len(items) and len(out) < end:
         part = slice(start, stop)
-        m = masks[part].tolist() if masks is not None else [None] * len(items[part])
+        m = masks[part].tolist() if masks is not None else [tag] * len(items[part])
         _take(gate, taken, items[part].tolist(), scores[part].tolist(), m, source,
               end - len(out), out)
         start, stop = stop, stop + 4 * limit + 64
 
 
 def _boosted(rel: Release, items: np.ndarray, scores: np.ndarray,
-             masks: np.ndarray | None) -> tuple[list, list, list]:
+             masks: np.ndarray | None, tag: int | None = None) -> tuple[list, list, list]:
     """Order by boosted score ``s + |s| * (boost - 1)`` (``s * boost`` for s >= 0)."""
     s = scores.astype(np.float64)
     adj = s + np.abs(s) * (rel.boost[items].astype(np.float64) - 1.0)
     order = np.argsort(-adj, kind="stable")
     return (items[order].tolist(), adj[order].tolist(),
-            masks[order].tolist() if masks is not None else [None] * len(items))
+            masks[order].tolist() if masks is not None else [tag] * len(items))
 
 
-def _lists(rel: Release, items: np.ndarray, scores: np.ndarray,
-           masks: np.ndarray | None) -> tuple[list, list, Iterable]:
-    if rel.any_boost and len(items):
-        return _boosted(rel, items, scores, masks)
-    return items.tolist(), scores.tolist(), (masks.tolist() if masks is not None
-                                             else [None] * len(items))
-
-
-def _similar_to_seeds(rel: Release, seeds: Iterable[str], blend: Blend) -> tuple[list, list]:
-    """Round-robin over the similar lists of the seed items (best of each first)."""
+def _similar_to_seeds(rel: Release, seeds: Iterable[str],
+                      blend: Blend) -> tuple[list, list, list]:
+    """Round-robin over the similar lists of the seed items (best of each first): item rows,
+    scores, and the seed row each came from."""
     lists = []
     for item in seeds:
         row = rel.item_row(item)
         if row >= 0:
             items, scores = rel.similar(row)
-            lists.append((items[: blend.per_seed].tolist(), scores[: blend.per_seed].tolist()))
+            lists.append((items[: blend.per_seed].tolist(), scores[: blend.per_seed].tolist(),
+                          row))
     rows: list[int] = []
     scores_out: list[float] = []
-    for k in range(max((len(i) for i, _ in lists), default=0)):
-        for items, scores in lists:
+    tags: list[int] = []
+    for k in range(max((len(i) for i, _, _ in lists), default=0)):
+        for items, scores, seed in lists:
             if k < len(items):
                 rows.append(items[k])
                 scores_out.append(scores[k])
-    return rows, scores_out
+                tags.append(seed)
+    return rows, scores_out, tags
+
+
+def has_ann_vector(rel: Release, vectors: np.ndarray | None, has: np.ndarray | None,
+                   row: int) -> bool:
+    """Whether row ``row`` of ``vectors`` can query the release's FAISS shards."""
+    return rel.ann is not None and vectors is not None and row >= 0 and bool(has[row])
+
+
+def _ann_list(rel: Release, gate: _Gate, vector: np.ndarray, want: int,
+              anchor: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest items to ``vector`` from the shards, enough for ``want`` to pass ``gate``:
+    the request asks for ``want`` plus the excluded items, and four times more (up to
+    :data:`ANN_MAX_K`) while filters reject too many. ``anchor`` (an item row) is dropped."""
+    k = want + len(gate.excluded) + 16 + (anchor >= 0)
+    while True:
+        items, scores = rel.ann_search(vector, k)
+        if anchor >= 0:
+            keep = items != anchor
+            items, scores = items[keep], scores[keep]
+        if gate.simple or len(items) < k - (anchor >= 0) or k >= ANN_MAX_K:
+            return items, scores
+        ok = gate.ok
+        if sum(1 for row in items.tolist() if ok(row)) >= want:
+            return items, scores
+        k = min(4 * k, ANN_MAX_K)
 
 
 def _interleave(main: list[Entry], blended: list[Entry], n: int) -> list[Entry]:
@@ -276,48 +311,56 @@ def recommend_user(rel: Release, surface: str, user_id: str, n: int,
         items, scores, masks = rel.topn(surface, row)
     else:
         items = scores = masks = None
+    tag = None
+    segment = rel.popular_for(row)[2]
     if items is not None and len(items):
-        source, list_source = "personalized", "personalized"
+        source = "personalized"
+    elif has_ann_vector(rel, rel.user_vectors, rel.user_has_vector, row) and not gate.nothing:
+        items, scores = _ann_list(rel, gate, rel.user_vectors[row], n)
+        masks = None
+        source = "ann"
     else:
         items, scores, _ = rel.popular_for(row)
         masks = None
-        source, list_source = "popular", "popular"
+        source = "popular"
+        tag = SEGMENT_LIST if segment is not None else None
     main: list[Entry] = []
     blended: list[Entry] = []
     if k_blend:
         # Take the main list's share first so blended items do not displace its head.
-        _take_arrays(rel, gate, taken, items, scores, masks, list_source, n - k_blend, main)
-        sim_rows, sim_scores = _similar_to_seeds(rel, seeds, blend)
-        _take(gate, taken, sim_rows, sim_scores, [None] * len(sim_rows), "similar", k_blend,
-              blended)
+        _take_arrays(rel, gate, taken, items, scores, masks, source, n - k_blend, main, tag)
+        sim_rows, sim_scores, sim_tags = _similar_to_seeds(rel, seeds, blend)
+        _take(gate, taken, sim_rows, sim_scores, sim_tags, "similar", k_blend, blended)
         if len(blended) < k_blend:
-            _take_arrays(rel, gate, taken, items, scores, masks, list_source,
-                         k_blend - len(blended), main)
+            _take_arrays(rel, gate, taken, items, scores, masks, source,
+                         k_blend - len(blended), main, tag)
     else:
-        _take_arrays(rel, gate, taken, items, scores, masks, list_source, n, main)
+        _take_arrays(rel, gate, taken, items, scores, masks, source, n, main, tag)
     out = _interleave(main, blended, n)
     if len(out) >= n:
         return source, out, False
     backfilled = False
     # Short list: fill from the segment's popular list (if not used already), then overall.
     fills = []
-    if source == "personalized":
-        fills.append(rel.popular_for(row)[:2])
-    if rel.popular_for(row)[2] is not None or source == "personalized":
-        fills.append(rel.overall_popular)
-    for pop_items, pop_scores in fills:
+    if source != "popular":
+        fills.append((*rel.popular_for(row)[:2], SEGMENT_LIST if segment is not None else None))
+    if segment is not None or source != "popular":
+        fills.append((*rel.overall_popular, None))
+    for pop_items, pop_scores, pop_tag in fills:
         if len(out) >= n:
             break
         before = len(out)
         _take_arrays(rel, gate, taken, pop_items, pop_scores, None, "popular", n - len(out),
-                     out)
+                     out, pop_tag)
         backfilled = backfilled or len(out) > before
     return source, out, backfilled
 
 
 def similar_items(rel: Release, item_row: int, n: int,
                   filters: Filters | None) -> tuple[str, list[Entry]]:
-    """Items similar to ``item_row`` (never itself); overall popular items if it has none.
+    """Items similar to ``item_row`` (never itself): its precomputed neighbour list
+    (``similar``); without one, its nearest items in the FAISS shards by its vector,
+    collaborative or content-predicted (``ann``); else overall popular items.
 
     Only the item-side filters apply (availability, categories, excluded ids).
     """
@@ -327,13 +370,17 @@ def similar_items(rel: Release, item_row: int, n: int,
     out: list[Entry] = []
     items, scores = rel.similar(item_row)
     if len(items):
-        rows_l, scores_l, masks_l = _lists(rel, items, scores, None)
-        _take(gate, taken, rows_l, scores_l, masks_l, "similar", n, out)
+        _take_arrays(rel, gate, taken, items, scores, None, "similar", n, out, item_row)
         if out:
             return "similar", out
+    elif has_ann_vector(rel, rel.item_vectors, rel.item_has_vector, item_row) \
+            and not gate.nothing:
+        items, scores = _ann_list(rel, gate, rel.item_vectors[item_row], n, anchor=item_row)
+        _take_arrays(rel, gate, taken, items, scores, None, "ann", n, out, item_row)
+        if out:
+            return "ann", out
     items, scores, _ = rel.popular_for(-1)
-    rows_l, scores_l, masks_l = _lists(rel, items, scores, None)
-    _take(gate, taken, rows_l, scores_l, masks_l, "popular", n, out)
+    _take_arrays(rel, gate, taken, items, scores, None, "popular", n, out)
     return "popular", out
 
 

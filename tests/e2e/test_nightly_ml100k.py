@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conf import load_settings
@@ -155,3 +156,29 @@ def test_first_night_publishes_only_if_the_gate_passed(nightly_run):
     else:
         assert reasons  # the verdict says why
         assert not any(r.release_id in published for r in first_releases)
+
+
+def test_release_holds_content_vectors_and_answers_from_its_shards(nightly_run):
+    import json as _json
+
+    from serving_export.release.publish import current_release
+    from serving_export.release.reader import load_release
+
+    _, tmp = nightly_run
+    current = current_release(tmp / "releases")
+    manifest = _json.loads((tmp / "releases" / current / "manifest.json").read_text())
+    release = load_release(tmp / "releases" / current)
+    counts = manifest["extra"]["item_vectors"]
+    assert counts["content"] > 50  # cold items: content-predicted vectors
+    assert int(release.item_has_vector.sum()) == counts["collaborative"] + counts["content"]
+    assert release.ann is not None and release.ann.ntotal == int(release.item_has_vector.sum())
+    # the shards' ids are the release's item rows: ANN hits match brute force on its vectors
+    users = np.flatnonzero(release.user_has_vector)[:50]
+    vectors = np.where(release.item_has_vector[:, None], release.item_vectors, 0)
+    hits = 0
+    for row in users.tolist():
+        query = np.asarray(release.user_vectors[row])
+        found, _ = release.ann_search(query, 10)
+        truth = np.argsort(-(vectors @ query), kind="stable")[:10]
+        hits += len(set(found.tolist()) & set(truth.tolist()))
+    assert hits / (10 * len(users)) >= 0.9

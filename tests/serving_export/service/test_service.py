@@ -90,8 +90,11 @@ def test_short_list_is_filled_from_popular(server):
 def test_cold_users_get_segment_then_overall_popular(server):
     carol = get(server, "/recommendations/users/carol", n=3).json()
     assert carol["source"] == "popular" and ids(carol) == ["i8", "i6", "i7"]
+    assert [i["reason"] for i in carol["items"]] == [
+        "popular with people like you"] * 2 + ["popular right now"]
     unknown = get(server, "/recommendations/users/zed", n=2).json()
     assert unknown["source"] == "popular" and ids(unknown) == ["i7", "i8"]
+    assert {i["reason"] for i in unknown["items"]} == {"popular right now"}
 
 
 def test_email_surface_and_similar_items(server):
