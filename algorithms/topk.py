@@ -251,3 +251,55 @@ def _decode(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ordered = (keys >> 32).astype(np.int32)
     bits = ordered ^ ((ordered >> 31) & np.int32(0x7FFFFFFF))
     return ids, bits.view(np.float32)
+
+
+def topk_inner_product_hnsw(
+    queries: np.ndarray,
+    items: np.ndarray,
+    k: int,
+    m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int | None = None,
+    threads: int | None = None,
+    block_rows: int = 65_536,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-``k`` items by inner product: an inner-product HNSW graph over
+    ``items`` (FAISS), searched in blocks of ``block_rows`` queries. Time about
+    ``(N + Q) log N`` against the exact search's ``Q N``; for catalogues too large to
+    compare every pair.
+
+    Args:
+        queries: (Q, D); items: (N, D); k: results per query.
+        m, ef_construction: the graph's ``M`` and ``efConstruction``.
+        ef_search: search breadth (default ``max(2 k, 64)``).
+        threads: OpenMP threads of the build and search (default: every CPU).
+
+    Returns:
+        ``(ids, scores)`` as :func:`topk_inner_product` (padding id -1, score ``-inf``).
+    """
+    import faiss
+
+    q = as_vectors(queries, "queries")
+    x = as_vectors(items, "items")
+    if q.shape[1] != x.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} dimensions but items have {x.shape[1]}")
+    if k < 1 or len(x) == 0:
+        raise ValueError(f"need k >= 1 and at least one item, got k={k}, {len(x)} items")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.add(x)
+        params = faiss.SearchParametersHNSW(efSearch=max(ef_search or 2 * k, 64, k))
+        ids = np.full((len(q), k), -1, np.int64)
+        scores = np.full((len(q), k), -np.inf, np.float32)
+        width = min(k, len(x))
+        for start in range(0, len(q), block_rows):
+            part = slice(start, start + block_rows)
+            found_scores, found = index.search(q[part], width, params=params)
+            ids[part, :width] = found
+            scores[part, :width] = np.where(found >= 0, found_scores, -np.inf)
+    finally:
+        faiss.omp_set_num_threads(before)
+    return ids, scores

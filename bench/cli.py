@@ -15,6 +15,7 @@ BENCHES = {
     "quality": ("bench.quality", "NDCG/recall under published protocols vs published models"),
     "ranker": ("bench.ranker", "ranker vs retrieval-only; CTR check"),
     "ann-layouts": ("bench.ann_layouts", "FAISS layouts: bytes/vector, recall@100, ms/query"),
+    "similar": ("bench.similar", "similar items of a 37k-item catalogue: build, serve, memory"),
     "scale": ("bench.scale", "the nightly's cost per task over a ladder of data sizes"),
     "serve": ("bench.serve", "lookup service latency/throughput vs /healthz and Redis GET"),
 }

@@ -102,10 +102,11 @@ def batch_script(n_users: int, batch: int) -> str:
 
 
 async def open_loop(url: str, n_users: int, rate: float, seconds: float,
-                     connections: int) -> dict[str, float]:
+                     connections: int, paths: list[str] | None = None) -> dict[str, float]:
     """Send requests at a fixed rate over keep-alive HTTP/1.1 connections (a minimal client,
     so the generator itself stays cheap); latency counts from the scheduled send time, so a
-    slow server cannot hide queueing (no coordinated omission)."""
+    slow server cannot hide queueing (no coordinated omission). Requests ask for users'
+    recommendations, or cycle through ``paths`` when given."""
     host, port = url.removeprefix("http://").split(":")
     total = int(rate * seconds)
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
@@ -118,7 +119,8 @@ async def open_loop(url: str, n_users: int, rate: float, seconds: float,
         try:
             while (job := await queue.get()) is not None:
                 k, scheduled = job
-                path = f"/recommendations/users/u{(k * 7919) % n_users:07d}?n=20"
+                path = (paths[k % len(paths)] if paths else
+                        f"/recommendations/users/u{(k * 7919) % n_users:07d}?n=20")
                 writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
@@ -148,13 +150,20 @@ async def open_loop(url: str, n_users: int, rate: float, seconds: float,
             "errors": errors}
 
 
-def fixed_rate(url: str, n_users: int, rate: float, seconds: float) -> dict[str, float]:
+def fixed_rate(url: str, n_users: int, rate: float, seconds: float,
+               paths: list[str] | None = None) -> dict[str, float]:
     """Run :func:`open_loop` in a separate Python process; return its figures."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(paths, fh)
     code = (f"import asyncio, json, sys; sys.path.insert(0, {str(REPO)!r}); "
-            f"from bench.load import open_loop; print(json.dumps(asyncio.run(open_loop("
-            f"{url!r}, {n_users}, {rate}, {seconds}, 64))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=seconds + 60)
+            f"from bench.load import open_loop; paths = json.load(open({fh.name!r})); "
+            f"print(json.dumps(asyncio.run(open_loop("
+            f"{url!r}, {n_users}, {rate}, {seconds}, 64, paths))))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, timeout=seconds + 60)
+    finally:
+        os.unlink(fh.name)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -177,3 +186,10 @@ def redis_get(workdir: Path, size: int, requests: int) -> dict[str, float]:
                 out.update(p50_ms=float(cells[4]), p99_ms=float(cells[6]))
             return out
     return {"skipped": f"unparsed redis-benchmark output: {done.stdout[:200]}"}  # type: ignore
+
+
+def paths_script(paths: list[str], seed: int = 7) -> str:
+    """A wrk Lua script requesting uniformly random entries of ``paths``."""
+    table = ",".join(json.dumps(p) for p in paths)
+    return (f"math.randomseed({seed})\nlocal paths = {{{table}}}\nrequest = function()\n"
+            f"  return wrk.format(\"GET\", paths[math.random(1, #paths)])\nend\n")

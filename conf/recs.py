@@ -36,6 +36,22 @@ class CandidateSettings(Section):
     """Users per block in the per-partition candidate function."""
 
 
+class SimilarSettings(Section):
+    """Similar items: every item's nearest items by cosine of item vectors (collaborative,
+    or content-predicted for cold items) plus weighted co-visitation."""
+
+    k: int = Field(50, ge=1, le=1000)
+    """Similar items kept per item (the release holds them as memory-mapped arrays)."""
+    covis_weight: NonNegFloat = 0.5
+    """Weight of the co-visitation score next to the cosine."""
+    exact_max_items: PositiveInt = 200_000
+    """Catalogues up to this size compare every pair of items exactly (blocked matrix
+    products, time quadratic in items, memory bounded); larger ones search an HNSW index
+    over the unit vectors (time about ``N log N``)."""
+    threads: NonNegInt = 0
+    """Threads of the exact search or index build (0: every CPU this process may use)."""
+
+
 class SurfaceSettings(Section):
     """Business rules of one precomputed surface."""
 

@@ -12,7 +12,7 @@ from conf.gate import GateSettings, MlflowSettings, OfflineEvalSettings
 from conf.index import IndexSettings
 from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
 from conf.ranker import RankerSettings
-from conf.recs import CandidateSettings, SurfaceSettings, default_surfaces
+from conf.recs import CandidateSettings, SimilarSettings, SurfaceSettings, default_surfaces
 from conf.retrieval import ContentSettings, CovisitationSettings, PopularitySettings
 from conf.serving import ServingSettings
 from conf.types import PositiveInt, Section
@@ -74,6 +74,7 @@ class Settings(Section):
     content: ContentSettings = Field(default_factory=ContentSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     candidates: CandidateSettings = Field(default_factory=CandidateSettings)
+    similar: SimilarSettings = Field(default_factory=SimilarSettings)
     surfaces: dict[str, SurfaceSettings] = Field(default_factory=default_surfaces)
     """Business rules per precomputed surface (``home_feed``, ``email``)."""
     ranker: RankerSettings = Field(default_factory=RankerSettings)

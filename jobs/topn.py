@@ -20,11 +20,11 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from algorithms.topk import topk_inner_product
+from algorithms.topk import topk_inner_product, topk_inner_product_hnsw
 from conf import Settings
-from conf.recs import SurfaceSettings
+from conf.recs import SimilarSettings, SurfaceSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
-from jobs.item_side import read_item_context
+from jobs.item_side import ItemContext, read_item_context
 from jobs.lake import Lake
 from jobs.retrieval import RetrievalContext
 from jobs.rules import (
@@ -43,9 +43,6 @@ log = logging.getLogger(__name__)
 
 TOPN_ROW = pa.schema([*TOPN_FIELDS, pa.field("surface", pa.string(), False)])
 """A row of ``gold/topn`` before its ``ds`` column."""
-SIMILAR_K = 50
-COVIS_WEIGHT = 0.5
-"""Weight of the co-visitation score next to the cosine in similar-items lists."""
 
 
 def surface_order(surfaces: dict[str, SurfaceSettings]) -> list[str]:
@@ -126,11 +123,17 @@ def transform(candidates: DataFrame, meta_broadcast, surfaces: dict[str, Surface
     return ordered.mapInArrow(body, schema).withColumn("ds", F.lit(ds))
 
 
-def similar_items(ctx: RetrievalContext, k: int = SIMILAR_K) -> pa.Table:
-    """Per item, ``k`` nearest items by cosine of item vectors plus weighted co-visitation.
+def similar_items(ctx: RetrievalContext, cfg: SimilarSettings | None = None) -> pa.Table:
+    """Per item, its ``cfg.k`` nearest items by cosine of item vectors plus weighted
+    co-visitation (``cfg.covis_weight``), best first.
 
-    Items whose vector is all zeros (no CF and no content vector) get no list.
+    Every pair of items is compared exactly (blocked matrix products, memory bounded by the
+    block) for catalogues up to ``cfg.exact_max_items``; larger ones search an HNSW graph over
+    the unit vectors. Items whose vector is all zeros (no CF and no content vector) get no
+    list.
     """
+    cfg = cfg or SimilarSettings()
+    k = cfg.k
     unit = ctx.item_vectors / np.maximum(
         np.linalg.norm(ctx.item_vectors, axis=1, keepdims=True), 1e-12)
     has = np.linalg.norm(ctx.item_vectors, axis=1) > 0
@@ -140,15 +143,26 @@ def similar_items(ctx: RetrievalContext, k: int = SIMILAR_K) -> pa.Table:
         return pa.schema(SIMILAR_ITEMS.schema).empty_table().drop_columns(["ds"])
     import scipy.sparse as sp
 
-    self_loops = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)),
-                               shape=(len(rows), n))
     kk = min(k, len(rows) - 1)
-    ids, sims = topk_inner_product(unit[rows], unit, kk, exclude=self_loops)
+    threads = cfg.threads or None
+    if len(rows) <= cfg.exact_max_items:
+        self_loops = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)),
+                                   shape=(len(rows), n))
+        ids, sims = topk_inner_product(unit[rows], unit, kk, exclude=self_loops,
+                                       threads=threads)
+    else:
+        local, sims = topk_inner_product_hnsw(unit[rows], unit[rows], kk + 1, threads=threads)
+        mine = local == np.arange(len(rows))[:, None]
+        mine[:, -1] |= ~mine.any(axis=1)  # no self hit: drop the last (weakest) one
+        keep = ~mine
+        ids = np.where(local[keep] >= 0, rows[np.maximum(local[keep], 0)], -1).reshape(-1, kk)
+        sims = sims[keep].reshape(-1, kk)
     covis = ctx.neighbours[rows].tocoo()
     found = ids >= 0
     off = covis.col != rows[covis.row]  # an item is never its own neighbour
+    weight = cfg.covis_weight
     scores = sp.csr_matrix(
-        (np.r_[sims[found].astype(np.float64), COVIS_WEIGHT * covis.data[off].astype(np.float64)],
+        (np.r_[sims[found].astype(np.float64), weight * covis.data[off].astype(np.float64)],
          (np.r_[np.nonzero(found)[0], covis.row[off]], np.r_[ids[found], covis.col[off]])),
         shape=(len(rows), n))
     scores.sum_duplicates()  # cosine plus weighted co-visitation, one entry per pair
@@ -164,6 +178,16 @@ def similar_items(ctx: RetrievalContext, k: int = SIMILAR_K) -> pa.Table:
                      "score": pa.array(value[keep], pa.float64())})
 
 
+def write_similar_items(lake: Lake, settings: Settings, ds: str,
+                        context: ItemContext | None = None) -> tuple[int, int]:
+    """The similar-items stage: ``gold/similar_items`` of ``ds`` from its item context.
+    Returns the rows written and the table's new version."""
+    context = context or read_item_context(lake, ds, settings)
+    similar = similar_items(context.retrieval(), settings.similar)
+    similar = similar.append_column("ds", pa.array([ds] * similar.num_rows, pa.string()))
+    return similar.num_rows, lake.overwrite_partitions(SIMILAR_ITEMS.name, similar, [ds])
+
+
 def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     """Build ``gold/topn`` (every surface) and ``gold/similar_items`` for ``ds``."""
     lake = Lake(settings)
@@ -173,13 +197,11 @@ def run(spark: SparkSession, settings: Settings, ds: str) -> dict:
     topn = ranked_topn(spark, candidates, meta, settings, ds, ds,
                        max(1, settings.spark.shuffle_partitions))
     version = lake.write_spark(TOPN.name, topn, [ds])
-    similar = similar_items(context.retrieval())
-    similar = similar.append_column("ds", pa.array([ds] * similar.num_rows, pa.string()))
-    sim_version = lake.overwrite_partitions(SIMILAR_ITEMS.name, similar, [ds])
+    similar_rows, sim_version = write_similar_items(lake, settings, ds, context)
     counts = lake.read_arrow(TOPN.name, [ds], columns=["surface", "user_id"])
     per_surface = {r["values"]: r["counts"] for r in
                    counts.column("surface").value_counts().to_pylist()}
-    return {"ds": ds, "rows": per_surface, "similar_items_rows": similar.num_rows,
+    return {"ds": ds, "rows": per_surface, "similar_items_rows": similar_rows,
             "versions": {TOPN.name: version, SIMILAR_ITEMS.name: sim_version}}
 
 

@@ -99,3 +99,17 @@ def test_ranker_quick_runs_the_ctr_check(tmp_path, data_dir):
     model = ctr["models"][0]
     assert 0.5 < model["test_auc"] <= 1 and model["test_logloss"] > 0 and model["epochs_run"] == 1
     assert ctr["baseline"]["figures"]["DCNV2"]["auc"] == 0.9  # published, printed beside
+
+
+def test_similar_quick_builds_every_pair_serves_and_compares_the_graph(tmp_path):
+    require(shutil.which("wrk") is not None, "wrk not installed (make test installs it)")
+    result = run_bench("similar", tmp_path)
+    assert {"items", "pairs_kept", "build_s", "p50_ms", "p99_ms", "rps", "rss_mb"} <= set(result)
+    assert result["items"] == 1500 and result["k"] == 20
+    # every item with a vector keeps k pairs (the catalogue is larger than k)
+    assert result["pairs_kept"] == result["items_with_lists"] * 20
+    assert result["pairs_considered"] == result["items_with_lists"] * (
+        result["items_with_lists"] - 1)
+    assert result["non_2xx"] == 0 and result["rps"] > 0 and result["healthz_rps"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"] and result["rss_mb"] > 0
+    assert 0.5 < result["graph"]["share_of_exact_pairs"] <= 1.0

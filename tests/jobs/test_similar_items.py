@@ -8,8 +8,11 @@ import pytest
 import scipy.sparse as sp
 
 from algorithms.topk import topk_inner_product
+from conf.recs import SimilarSettings
 from jobs.retrieval import RetrievalContext
-from jobs.topn import COVIS_WEIGHT, similar_items
+from jobs.topn import similar_items
+
+COVIS_WEIGHT = SimilarSettings().covis_weight
 
 
 def reference(ctx: RetrievalContext, k: int) -> list[tuple[str, int, str, float]]:
@@ -35,23 +38,52 @@ def reference(ctx: RetrievalContext, k: int) -> list[tuple[str, int, str, float]
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vectorized_similar_items_match_the_per_item_loop(seed):
+def context(seed: int, n: int = 120, dim: int = 8) -> RetrievalContext:
     rng = np.random.default_rng(seed)
-    n, dim = 120, 8
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     vectors[rng.choice(n, 10, replace=False)] = 0.0  # items without a vector get no list
     graph = sp.random(n, n, density=0.05, random_state=seed, format="csr", dtype=np.float32)
     graph.setdiag(0.7)  # self loops are never neighbours
-    ctx = RetrievalContext(
-        item_ids=np.array([f"i{j:03d}" for j in range(n)], dtype=object),
+    return RetrievalContext(
+        item_ids=np.array([f"i{j:04d}" for j in range(n)], dtype=object),
         item_vectors=vectors, content=np.zeros((n, 4), np.float32),
         neighbours=graph.tocsr(), popular={"all": (np.arange(3), np.ones(3))})
-    got = similar_items(ctx, k=15)
-    rows = list(zip(got.column("item_id").to_pylist(), got.column("rank").to_pylist(),
-                    got.column("similar_item_id").to_pylist(),
-                    got.column("score").to_pylist(), strict=True))
+
+
+def as_rows(table):
+    return list(zip(table.column("item_id").to_pylist(), table.column("rank").to_pylist(),
+                    table.column("similar_item_id").to_pylist(),
+                    table.column("score").to_pylist(), strict=True))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorized_similar_items_match_the_per_item_loop(seed):
+    ctx = context(seed)
+    got = similar_items(ctx, SimilarSettings(k=15))
+    rows = as_rows(got)
     want = reference(ctx, 15)
     assert [r[:3] for r in rows] == [w[:3] for w in want]
     np.testing.assert_allclose([r[3] for r in rows], [w[3] for w in want], rtol=1e-6)
     assert all(a != b for a, _, b, _ in rows)
+
+
+def test_k_comes_from_the_settings():
+    ctx = context(0)
+    per_item = similar_items(ctx, SimilarSettings(k=40)).group_by("item_id").aggregate(
+        [("rank", "max")]).column("rank_max").to_pylist()
+    assert max(per_item) == 40 and len(per_item) == 110
+
+
+def test_large_catalogues_search_a_graph_and_find_the_same_neighbours():
+    """Above ``exact_max_items`` an HNSW graph replaces the all-pairs search: no item is its
+    own neighbour, and the lists match the exact ones on at least 95% of their items."""
+    ctx = context(3, n=2000, dim=16)
+    exact = similar_items(ctx, SimilarSettings(k=20, covis_weight=0.0))
+    graph = similar_items(ctx, SimilarSettings(k=20, covis_weight=0.0, exact_max_items=100))
+    assert all(a != b for a, _, b, _ in as_rows(graph))
+    assert graph.num_rows == exact.num_rows
+    pairs = set(zip(exact.column("item_id").to_pylist(),
+                    exact.column("similar_item_id").to_pylist(), strict=True))
+    found = set(zip(graph.column("item_id").to_pylist(),
+                    graph.column("similar_item_id").to_pylist(), strict=True))
+    assert len(pairs & found) / len(pairs) >= 0.95
