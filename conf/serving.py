@@ -24,6 +24,10 @@ class ServingSettings(Section):
     Set it through ``RECPIPE_SERVING__API_KEY``; without it every write is refused."""
     redis_url: str | None = None
     """``redis://host:port/db`` of the real-time store; unset means an in-process store."""
+    workers: PositiveInt = 1
+    """Worker processes on the one port (``recpipe serve --workers``). They share the
+    release through the page cache and the real-time store through Redis, so more than one
+    needs ``redis_url``."""
     redis_timeout_s: PositiveFloat = 0.05
     """Socket timeout of one Redis call; past it the answer is served degraded."""
     redis_retry_s: PositiveFloat = 1.0

@@ -1,8 +1,23 @@
-"""Prometheus metrics of the lookup service, in a registry of their own per app."""
+"""Prometheus metrics of the lookup service, in a registry of their own per app.
+
+Under several workers (``PROMETHEUS_MULTIPROC_DIR`` set, see
+:mod:`serving_export.service.server`) every process writes its values to that folder and
+:meth:`Metrics.exposition` adds them up: counters and histograms summed over workers, the
+release gauges one series per worker (``pid`` label).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 ENDPOINTS = ("user", "similar", "batch", "rerank", "events", "healthz", "readyz", "metrics",
              "docs", "other")
@@ -49,10 +64,13 @@ class Metrics:
         self.reload_failures = Counter("recpipe_release_reload_failures",
                                        "Releases refused at load (kept serving the old one)",
                                        registry=r)
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        mode = {"multiprocess_mode": "liveall"} if self.shared else {}
         self.release = Gauge("recpipe_release_info", "1 for the live release",
-                             ["release_id"], registry=r)
+                             ["release_id"], registry=r, **mode)
         self.load_seconds = Gauge("recpipe_release_load_seconds",
-                                  "Time to verify and map the live release", registry=r)
+                                  "Time to verify and map the live release", registry=r,
+                                  **mode)
         self._latency = {e: self.latency.labels(e) for e in ENDPOINTS}
         self._responses: dict[tuple[str, str], Counter] = {}
         self._live: str | None = None
@@ -66,10 +84,21 @@ class Metrics:
             child = self._responses[key] = self.responses.labels(*key)
         child.inc()
 
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus's text format (every worker's, under several)."""
+        if not self.shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
     def set_release(self, release_id: str, load_s: float) -> None:
         """Mark ``release_id`` live."""
         if self._live is not None:
-            self.release.remove(self._live)
+            if self.shared:  # a value written to the shared folder stays: zero it
+                self.release.labels(self._live).set(0)
+            else:
+                self.release.remove(self._live)
         self.release.labels(release_id).set(1)
         self._live = release_id
         self.load_seconds.set(load_s)

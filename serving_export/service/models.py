@@ -177,3 +177,4 @@ class Health(BaseModel):
     release_id: str | None = None
     load_s: float | None = None
     store: str | None = None
+    worker: int | None = Field(None, description="Process id of the worker that answered.")

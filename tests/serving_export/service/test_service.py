@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import httpx
 import pytest
@@ -210,9 +211,10 @@ def test_oversized_bodies_are_refused_with_or_without_length(server):
 
 
 def test_health_readiness_metrics_and_docs(server):
-    assert get(server, "/healthz").json() == {"status": "ok"}
+    assert get(server, "/healthz").json() == {"status": "ok", "worker": os.getpid()}
     ready = get(server, "/readyz").json()
     assert ready["status"] == "ready" and ready["release_id"] == "r1"
+    assert ready["worker"] == os.getpid()  # the service runs in this process's thread
     metrics = get(server, "/metrics").text
     assert 'recpipe_release_info{release_id="r1"} 1.0' in metrics
     assert 'recpipe_request_seconds_count{endpoint="user"}' in metrics
