@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger(__name__)
@@ -101,17 +102,34 @@ def batch_script(n_users: int, batch: int) -> str:
             f'wrk.headers["Content-Type"] = "application/json"\n')
 
 
-async def open_loop(url: str, n_users: int, rate: float, seconds: float,
-                     connections: int, paths: list[str] | None = None) -> dict[str, float]:
-    """Send requests at a fixed rate over keep-alive HTTP/1.1 connections (a minimal client,
-    so the generator itself stays cheap); latency counts from the scheduled send time, so a
-    slow server cannot hide queueing (no coordinated omission). Requests ask for users'
-    recommendations, or cycle through ``paths`` when given."""
+Request = tuple[str, str, str, str | None]
+"""One request of a fixed-rate run: (label, method, path, JSON body or None)."""
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
+async def open_loop(url: str, requests: list[Request], rate: float, seconds: float,
+                    connections: int, headers: dict[str, str] | None = None
+                    ) -> dict[str, Any]:
+    """Send ``requests`` (cycled) at a fixed rate over keep-alive HTTP/1.1 connections (a
+    minimal client, so the generator itself stays cheap); latency counts from the scheduled
+    send time, so a slow server cannot hide queueing (no coordinated omission). Figures
+    overall and per request label; ``errors`` counts answers other than 2xx."""
     host, port = url.removeprefix("http://").split(":")
     total = int(rate * seconds)
     queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {}
     errors = 0
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    wire = []
+    for _, method, path, body in requests:
+        data = (body or "").encode()
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        wire.append((head + "\r\n").encode() + data)
 
     async def worker() -> None:
         nonlocal errors
@@ -119,15 +137,15 @@ async def open_loop(url: str, n_users: int, rate: float, seconds: float,
         try:
             while (job := await queue.get()) is not None:
                 k, scheduled = job
-                path = (paths[k % len(paths)] if paths else
-                        f"/recommendations/users/u{(k * 7919) % n_users:07d}?n=20")
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                n = k % len(requests)
+                writer.write(wire[n])
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
                 length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
                 await reader.readexactly(length)
-                errors += status != 200
-                latencies.append((time.perf_counter() - scheduled) * 1e3)
+                errors += not 200 <= status < 300
+                latencies.setdefault(requests[n][0], []).append(
+                    (time.perf_counter() - scheduled) * 1e3)
         finally:
             writer.close()
 
@@ -143,22 +161,37 @@ async def open_loop(url: str, n_users: int, rate: float, seconds: float,
         queue.put_nowait(None)
     await asyncio.wait_for(asyncio.gather(*workers), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {"p50_ms": latencies[len(latencies) // 2],
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "achieved_rps": total / elapsed, "target_rps": rate, "requests": total,
-            "errors": errors}
+    every = sorted(v for values in latencies.values() for v in values)
+    out: dict[str, Any] = {"p50_ms": _percentile(every, 0.5), "p99_ms": _percentile(every, 0.99),
+                           "achieved_rps": total / elapsed, "target_rps": rate,
+                           "requests": total, "errors": errors}
+    if len(latencies) > 1:
+        out["by_label"] = {label: {"p50_ms": _percentile(sorted(v), 0.5),
+                                   "p99_ms": _percentile(sorted(v), 0.99), "requests": len(v)}
+                           for label, v in sorted(latencies.items())}
+    return out
+
+
+def user_requests(n_users: int, count: int = 10_000) -> list[Request]:
+    """GET requests for users' recommendations spread over ``n_users`` users."""
+    return [("user", "GET", f"/recommendations/users/u{(k * 7919) % n_users:07d}?n=20", None)
+            for k in range(count)]
 
 
 def fixed_rate(url: str, n_users: int, rate: float, seconds: float,
-               paths: list[str] | None = None) -> dict[str, float]:
-    """Run :func:`open_loop` in a separate Python process; return its figures."""
+               paths: list[str] | None = None, requests: list[Request] | None = None,
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run :func:`open_loop` in a separate Python process; return its figures. Requests:
+    ``requests``, else GETs of ``paths``, else users' recommendations."""
+    if requests is None:
+        requests = ([("get", "GET", p, None) for p in paths] if paths
+                    else user_requests(n_users))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump(paths, fh)
+        json.dump({"requests": requests, "headers": headers}, fh)
     code = (f"import asyncio, json, sys; sys.path.insert(0, {str(REPO)!r}); "
-            f"from bench.load import open_loop; paths = json.load(open({fh.name!r})); "
-            f"print(json.dumps(asyncio.run(open_loop("
-            f"{url!r}, {n_users}, {rate}, {seconds}, 64, paths))))")
+            f"from bench.load import open_loop; job = json.load(open({fh.name!r})); "
+            f"print(json.dumps(asyncio.run(open_loop({url!r}, "
+            f"[tuple(r) for r in job['requests']], {rate}, {seconds}, 64, job['headers']))))")
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True, timeout=seconds + 60)

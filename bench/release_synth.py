@@ -39,6 +39,9 @@ def synthetic_release_data(
     surfaces: tuple[str, ...] = ("home_feed", "email"),
     ds: str = "2024-01-01",
     seed: int = 0,
+    listed_users: int | None = None,
+    surface_topn: dict[str, int] | None = None,
+    vectors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ReleaseData:
     """A full release's data.
 
@@ -48,6 +51,10 @@ def synthetic_release_data(
         similar_k: similar items per item; popular_k: items per popular list.
         segments: user segments (each with its own popular list, plus the overall one).
         surfaces: top-N surfaces; ds: logical date; seed: random seed.
+        listed_users: only users ``0..listed_users-1`` get precomputed lists (default all),
+            as when precompute is limited to the most active users.
+        surface_topn: items per user of a surface, where not ``topn``.
+        vectors: ``(items (I, D), users (U, D))`` to use instead of random unit vectors.
 
     Raises:
         ValueError: ``n_items`` is not larger than the list lengths.
@@ -67,9 +74,11 @@ def synthetic_release_data(
         return items.astype(np.int32).ravel(), np.ascontiguousarray(scores).ravel()
 
     topn_tables = {}
-    group = np.repeat(np.arange(n_users, dtype=np.int32), topn)
+    listed = n_users if listed_users is None else listed_users
     for s, surface in enumerate(surfaces):
-        items, scores = lists(n_users, topn, s)
+        width = (surface_topn or {}).get(surface, topn)
+        group = np.repeat(np.arange(listed, dtype=np.int32), width)
+        items, scores = lists(listed, width, s)
         src = rng.integers(0, len(SOURCES), size=len(items), dtype=np.int32)
         topn_tables[surface] = pa.table({
             "user_id": _dict(group, user_ids), "item_id": _dict(items, item_ids),
@@ -99,7 +108,9 @@ def synthetic_release_data(
     users_table = pa.table({"user_id": pa.array(user_ids),
                             "segment": _dict(user_seg, seg_names)})
     user_emb = item_emb = None
-    if dim:
+    if vectors is not None:
+        user_emb, item_emb = Embeddings(user_ids, vectors[1]), Embeddings(item_ids, vectors[0])
+    elif dim:
         uv = rng.standard_normal((n_users, dim), dtype=np.float32)
         iv = rng.standard_normal((n_items, dim), dtype=np.float32)
         uv /= np.linalg.norm(uv, axis=1, keepdims=True)

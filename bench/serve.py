@@ -49,22 +49,26 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _start_service(root: Path, workdir: Path, port: int,
-                   answer_cache: bool = True) -> subprocess.Popen:
+def _start_service(root: Path, workdir: Path, port: int, answer_cache: bool = True,
+                   extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None
+                   ) -> subprocess.Popen:
     env = {**os.environ, "RECPIPE_SERVING__RELOAD_POLL_S": "1", "PYTHONPATH": str(REPO)}
     env.pop("RECPIPE_SERVING__REDIS_URL", None)
     env.pop("RECPIPE_SERVING__ANSWER_CACHE_ENTRIES", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if not answer_cache:
         env["RECPIPE_SERVING__ANSWER_CACHE_ENTRIES"] = "0"
+    env.update(extra_env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "recpipe", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--releases-root", str(root), "--spool-dir", str(workdir / "spool")],
+         "--releases-root", str(root), "--spool-dir", str(workdir / "spool"), *extra_args],
         env=env, cwd=str(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 @contextlib.contextmanager
-def _serving(root: Path, workdir: Path, answer_cache: bool = True
-             ) -> Iterator[tuple[subprocess.Popen, str, dict[str, Any]]]:
+def _serving(root: Path, workdir: Path, answer_cache: bool = True,
+             extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
+             ready_s: float = 60.0) -> Iterator[tuple[subprocess.Popen, str, dict[str, Any]]]:
     """``recpipe serve`` on a free loopback port, ready: (process, url, ``/readyz`` body)."""
     import httpx
 
@@ -72,9 +76,9 @@ def _serving(root: Path, workdir: Path, answer_cache: bool = True
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _start_service(root, workdir, port, answer_cache)
+    proc = _start_service(root, workdir, port, answer_cache, extra_args, extra_env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_s
         ready: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
@@ -88,7 +92,7 @@ def _serving(root: Path, workdir: Path, answer_cache: bool = True
                 raise RuntimeError(f"service exited: {proc.stderr.read()[-2000:]}")
             time.sleep(0.1)
         if not ready:
-            raise RuntimeError("service not ready within 60 s")
+            raise RuntimeError(f"service not ready within {ready_s:.0f} s")
         yield proc, url, ready
     finally:
         proc.terminate()
@@ -216,8 +220,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="recpipe bench serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the figures to this JSON file")
-    parser.add_argument("--users", type=int, default=943)
-    parser.add_argument("--items", type=int, default=1682)
+    parser.add_argument("--mix", choices=["production"],
+                        help="the production request mix on a production-shaped release "
+                             "(bench/serve_mix.py; default sizes 1,000,000 users x 100,000 "
+                             "items)")
+    parser.add_argument("--users", type=int, help="default: 943 (mix: 1,000,000)")
+    parser.add_argument("--items", type=int, help="default: 1,682 (mix: 100,000)")
+    parser.add_argument("--phase-answers", type=int, default=5000,
+                        help="mix: answers timed in process per phase")
     parser.add_argument("--topn", type=int, default=100)
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
@@ -233,6 +243,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a small release, one-second runs, one round (for a test)")
     args = parser.parse_args(argv)
+    if args.mix:
+        return _main_mix(args)
+    args.users = args.users or 943
+    args.items = args.items or 1682
     args.redis_requests = 100_000
     if args.quick:
         args.users, args.items, args.topn, args.seconds, args.rounds = 200, 500, 50, 1, 1
@@ -247,6 +261,33 @@ def main(argv: list[str]) -> int:
     except subprocess.CalledProcessError as exc:
         raise RecpipeError(f"{exc.cmd[0]} failed: {exc.stderr or exc}") from exc
     _print(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def _main_mix(args: argparse.Namespace) -> int:
+    from bench import serve_mix
+
+    if shutil.which("wrk") is None:
+        raise RecpipeError("wrk is not installed (apt-get install -y wrk; make test installs it)")
+    args.users = args.users or 1_000_000
+    args.items = args.items or 100_000
+    if args.quick:
+        args.users, args.items, args.seconds, args.rounds = 20_000, 2_000, 1, 1
+        args.rate, args.rate_seconds, args.phase_answers = 200.0, 1.0, 500
+    if args.users < 10 or args.items <= 100 or args.rate <= 0:
+        raise UsageError("need --users >= 10, --items > 100 and --rate > 0")
+    keep = bool(args.workdir)
+    args.workdir = args.workdir or tempfile.mkdtemp(prefix="recpipe-bench-mix-")
+    try:
+        results = serve_mix.run(args)
+    except subprocess.CalledProcessError as exc:
+        raise RecpipeError(f"{exc.cmd[0]} failed: {exc.stderr or exc}") from exc
+    finally:
+        if not keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+    serve_mix.report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0

@@ -33,7 +33,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -143,6 +142,8 @@ class ShardedIndex:
         self.ef_search = ef_search
         self.tuning = tuning
         self.augmented = augmented
+        self._merged: faiss.IndexShards | None = None
+        self._offsets: np.ndarray | None = None
         self._gpu_resources: list[object] = []
         self._search_shards = (
             [to_gpu(s, f"shard {n}", self._gpu_resources) for n, s in enumerate(self.shards)]
@@ -160,8 +161,7 @@ class ShardedIndex:
         return sum(int(shard.ntotal) for shard in self.shards)
 
     def search(
-        self, queries: np.ndarray, k: int, ef_search: int | None = None,
-        pool: Executor | None = None,
+        self, queries: np.ndarray, k: int, ef_search: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-``k`` items by inner product for each query.
 
@@ -169,8 +169,6 @@ class ShardedIndex:
             queries: (Q, D) query vectors.
             k: results per query; slots beyond what the index returns hold id -1.
             ef_search: HNSW ``efSearch`` for this call; default ``self.ef_search``.
-            pool: search the shards concurrently on this executor (FAISS releases the GIL);
-                default: one after the other in the calling thread.
 
         Returns:
             ``(ids, scores)``: (Q, k) int64 external item ids and (Q, k) float32 inner
@@ -198,9 +196,7 @@ class ShardedIndex:
             return (np.where(found, np.asarray(self.id_maps[number])[np.maximum(local, 0)], -1),
                     np.where(found, scores, -np.inf).astype(np.float32))
 
-        live = [n for n, shard in enumerate(self._search_shards) if shard.ntotal]
-        parts = (list(pool.map(one, live)) if pool is not None and len(live) > 1
-                 else [one(n) for n in live])
+        parts = [one(n) for n, shard in enumerate(self._search_shards) if shard.ntotal]
         ids = np.concatenate([p[0] for p in parts], axis=1)
         scores = np.concatenate([p[1] for p in parts], axis=1)
         if ids.shape[1] < k:
@@ -212,6 +208,36 @@ class ShardedIndex:
         order = order[:, :k]
         return (np.take_along_axis(ids, order, axis=1),
                 np.take_along_axis(scores, order, axis=1))
+
+    def lookup(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top-``k`` items of one query at the index's ``efSearch``, every shard searched
+        at once on FAISS's own threads (``IndexShards``, merged in C++): what a service asks
+        per request, without the Python loop and array merge of :meth:`search`.
+
+        Returns:
+            ``(ids, scores)``: (k',) int64 external ids and float32 scores, best first;
+            ``k' <= k`` when the index holds fewer items.
+        """
+        if self._merged is None:
+            merged = faiss.IndexShards(self.shards[0].d, True, True)  # threaded, successive
+            for shard in self.shards:
+                shard.hnsw.efSearch = self.ef_search
+                merged.add_shard(shard)
+            self._offsets = np.cumsum([0] + [int(s.ntotal) for s in self.shards])
+            self._merged = merged
+        q = as_vectors(query.reshape(1, -1), "query")
+        if self.augmented:
+            q = np.hstack([q, np.zeros((1, 1), dtype=np.float32)])
+        scores, positions = self._merged.search(q, min(k, self.ntotal))
+        found = positions[0] >= 0
+        positions, scores = positions[0][found], scores[0][found]
+        shard = np.searchsorted(self._offsets, positions, side="right") - 1
+        local = positions - self._offsets[shard]
+        ids = np.empty(len(positions), dtype=np.int64)
+        for number in np.unique(shard).tolist():
+            mine = shard == number
+            ids[mine] = np.asarray(self.id_maps[number])[local[mine]]
+        return ids, scores
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """The indexed vectors and their external ids, shard by shard.

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 
@@ -98,24 +95,6 @@ ROW_CACHE = 1 << 16
 
 TAIL_CACHE = 1 << 16
 """JSON tails each loaded release remembers per source (tags may be item rows)."""
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def ann_pool() -> ThreadPoolExecutor:
-    """The process's threads for searching FAISS shards concurrently, one OpenMP thread
-    each (a single query gains nothing from more)."""
-    global _POOL
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                           thread_name_prefix="ann",
-                                           initializer=faiss.omp_set_num_threads,
-                                           initargs=(1,))
-    return _POOL
-
 
 def _load_ann(folder: Path, n_items: int) -> ShardedIndex:
     """Open the release's shards memory-mapped and check that every id is an item row.
@@ -199,6 +178,7 @@ class Release:
         self.user_has_vector = _map(p / "users/has_vector.npy") if has else None
         self.item_vectors = _map(p / "items/vectors.npy") if has else None
         self.item_has_vector = _map(p / "items/has_vector.npy") if has else None
+        self._ann_lock = threading.Lock()
         self.ann: ShardedIndex | None = None
         """The release's FAISS shards over the item vectors (ids are item rows), if any."""
         if manifest.get("faiss") and self.item_vectors is not None:
@@ -332,18 +312,16 @@ class Release:
     # -- ANN --------------------------------------------------------------------------------
     def ann_search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` item rows of highest inner product with ``vector`` from the FAISS shards
-        (searched concurrently, the tuned ``efSearch``), best first, with their scores;
-        fewer when the index holds fewer items.
+        (searched at once on FAISS's threads, the tuned ``efSearch``), best first, with their
+        scores; fewer when the index holds fewer items.
 
         Raises:
             LookupError: the release has no FAISS shards.
         """
         if self.ann is None:
             raise LookupError(f"release {self.id} has no FAISS shards")
-        ids, scores = self.ann.search(vector[None, :], min(k, self.ann.ntotal),
-                                      pool=ann_pool())
-        found = ids[0] >= 0
-        return ids[0][found], scores[0][found]
+        with self._ann_lock:  # one FAISS IndexShards object: searches one at a time
+            return self.ann.lookup(np.asarray(vector, dtype=np.float32), k)
 
     # -- lists ----------------------------------------------------------------------------
     def topn(self, surface: str, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

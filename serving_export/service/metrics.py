@@ -54,6 +54,9 @@ class Metrics:
                                  ["endpoint"], buckets=_BUCKETS, registry=r)
         self.responses = Counter("recpipe_responses", "Responses by endpoint and status class",
                                  ["endpoint", "status"], registry=r)
+        self.answers = Counter("recpipe_answers", "Recommendation answers by endpoint and "
+                               "source (personalized, ann, similar, popular, reranked)",
+                               ["endpoint", "source"], registry=r)
         self.fallbacks = Counter("recpipe_fallbacks", "Answers (or parts) served from a "
                                  "fallback list", ["endpoint", "kind"], registry=r)
         self.degraded = Counter("recpipe_degraded_answers", "Answers flagged degraded "

@@ -175,16 +175,11 @@ class RedisStore:
     def __init__(self, url: str, cap: int, ttl_s: int, timeout_s: float = 0.05,
                  retry_s: float = 1.0, prefix: str = "recpipe",
                  clock: Callable[[], float] = time.monotonic):
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        from serving_export.service.resp import RespClient
 
         self.cap, self.ttl_s, self.retry_s, self.prefix, self.clock = (
             cap, int(ttl_s), retry_s, prefix, clock)
-        self._client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=True,
-        )
+        self._client = RespClient(url, timeout_s)
         self._down_until = 0.0
 
     def _keys(self, user_id: str) -> tuple[str, str]:
@@ -201,54 +196,61 @@ class RedisStore:
         self._down_until = self.clock() + self.retry_s
         return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
 
-    async def recent_many(self, user_ids: Sequence[str]) -> list[Recent]:
+    async def _run(self, commands: list[list[str | int | float]]) -> list:
+        """Replies of ``commands`` (one write, one round trip); any failure or error reply
+        marks Redis down and raises :class:`StoreUnavailable`."""
+        from serving_export.service.resp import RespError
+
         self._check()
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for user in user_ids:
-                rkey, skey = self._keys(user)
-                pipe.zrevrange(rkey, 0, self.cap - 1)
-                pipe.zrevrange(skey, 0, self.cap - 1)
-            out = await pipe.execute()
-        except Exception as exc:  # any client, socket or timeout error means "unavailable"
+            replies = await self._client.execute(commands)
+        except RespError as exc:
             raise self._failed(exc) from exc
+        for reply in replies:
+            if isinstance(reply, RespError):
+                raise self._failed(reply)
         self._down_until = 0.0
+        return replies
+
+    async def recent_many(self, user_ids: Sequence[str]) -> list[Recent]:
+        last = self.cap - 1
+        commands: list[list[str | int | float]] = []
+        for user in user_ids:
+            rkey, skey = self._keys(user)
+            commands += [["ZREVRANGE", rkey, 0, last], ["ZREVRANGE", skey, 0, last]]
+        out = await self._run(commands)
         return [Recent(tuple(out[i]), tuple(out[i + 1])) for i in range(0, len(out), 2)]
 
     async def recent(self, user_id: str) -> Recent:
-        return (await self.recent_many([user_id]))[0]
+        rkey, skey = self._keys(user_id)
+        last = self.cap - 1
+        items, seeds = await self._run([["ZREVRANGE", rkey, 0, last],
+                                        ["ZREVRANGE", skey, 0, last]])
+        return Recent(tuple(items), tuple(seeds))
 
     async def record(self, events: Sequence[Interaction]) -> None:
-        self._check()
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            touched: dict[str, None] = {}
-            for ev in events:
-                rkey, skey = self._keys(ev.user_id)
-                pipe.zadd(rkey, {ev.item_id: ev.ts}, gt=True)
-                if ev.positive:
-                    pipe.zadd(skey, {ev.item_id: ev.ts}, gt=True)
-                touched[ev.user_id] = None
-            for user in touched:
-                for key in self._keys(user):
-                    pipe.zremrangebyrank(key, 0, -(self.cap + 1))
-                    pipe.expire(key, self.ttl_s)
-            await pipe.execute()
-        except Exception as exc:
-            raise self._failed(exc) from exc
-        self._down_until = 0.0
+        commands: list[list[str | int | float]] = []
+        touched: dict[str, None] = {}
+        for ev in events:
+            rkey, skey = self._keys(ev.user_id)
+            commands.append(["ZADD", rkey, "GT", repr(float(ev.ts)), ev.item_id])
+            if ev.positive:
+                commands.append(["ZADD", skey, "GT", repr(float(ev.ts)), ev.item_id])
+            touched[ev.user_id] = None
+        for user in touched:
+            for key in self._keys(user):
+                commands += [["ZREMRANGEBYRANK", key, 0, -(self.cap + 1)],
+                             ["EXPIRE", key, self.ttl_s]]
+        await self._run(commands)
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._client.ping())
-        except Exception:
+            return (await self._run([["PING"]]))[0] == "PONG"
+        except StoreUnavailable:
             return False
 
     async def close(self) -> None:
-        try:
-            await self._client.aclose()
-        except Exception as exc:  # closing a dead connection must not fail shutdown
-            logger.debug("redis close: %s", exc)
+        self._client.close()
 
 
 def make_store(settings: ServingSettings) -> RealtimeStore:

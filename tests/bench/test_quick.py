@@ -113,3 +113,23 @@ def test_similar_quick_builds_every_pair_serves_and_compares_the_graph(tmp_path)
     assert result["non_2xx"] == 0 and result["rps"] > 0 and result["healthz_rps"] > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] and result["rss_mb"] > 0
     assert 0.5 < result["graph"]["share_of_exact_pairs"] <= 1.0
+
+
+def test_serve_production_mix_quick_measures_every_endpoint_and_ann(tmp_path):
+    require(shutil.which("wrk") is not None, "wrk not installed (make test installs it)")
+    from bench.redis_server import redis_binary
+
+    require(redis_binary() is not None, "redis-server not installed (make test installs it)")
+    result = run_bench("serve", tmp_path, "--mix", "production")
+    assert {"p99_ms", "ratio_to_healthz", "ann_share", "ann_p99_ms", "non_2xx", "users",
+            "rss_mb", "uss_mb", "rps_1_worker", "rps_2_workers"} <= set(result)
+    assert result["users"] == 20_000 and result["non_2xx"] == 0
+    by_label = result["cache_off"]["fixed_rate"]["by_label"]
+    assert set(by_label) == {"user", "similar", "batch", "rerank", "events"}
+    # users beyond the 30% with lists are answered from the shards, and only those
+    answers = result["cache_off"]["answers"]
+    assert answers.get("ann", 0) > 0 and answers.get("personalized", 0) > answers["ann"]
+    assert 0 < result["ann_share"] < 0.5 and result["ann_p99_ms"] > 0
+    assert result["rps_1_worker"] > 0 and result["rps_2_workers"] > 0
+    assert len(result["two_workers"]["memory"]["pids"]) == 2
+    assert result["phases"]["ann_answers"] > 0

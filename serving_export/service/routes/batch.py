@@ -45,15 +45,17 @@ def add_routes(app: FastAPI, state: ServiceState, lookups: Lookups,
             degraded = True
             metrics.degraded.labels("batch").inc()
         results = []
-        cold = 0
+        sources: dict[str, int] = {}
         for user_id, recent in zip(body.user_ids, recents, strict=True):
             source, entries, _ = recommend_user(rel, body.surface, user_id, body.n,
                                                 body.filters, recent, state.blend)
-            cold += source == "popular"
+            sources[source] = sources.get(source, 0) + 1
             results.append(answers.user_answer(rel, user_id, body.surface, source, degraded,
                                                entries))
-        if cold:
-            metrics.fallbacks.labels("batch", "cold_user").inc(cold)
+        for source, count in sources.items():
+            metrics.answers.labels("batch", source).inc(count)
+        if sources.get("popular"):
+            metrics.fallbacks.labels("batch", "cold_user").inc(sources["popular"])
         return Response(answers.batch_answer(rel, degraded, results), media_type=JSON)
 
     @app.post("/recommendations/rerank", response_model=RerankResponse, responses=ERRORS,
@@ -65,6 +67,7 @@ def add_routes(app: FastAPI, state: ServiceState, lookups: Lookups,
             raise ApiError(422, "too_many_items", f"{len(body.item_ids)} items; at most "
                            f"{settings.max_rerank_items} per request")
         source, rows = rerank(rel, body.user_id, body.item_ids)
+        metrics.answers.labels("rerank", source).inc()
         if source != "reranked":
             metrics.fallbacks.labels("rerank", "popular").inc()
         return Response(answers.rerank_answer(rel, body.user_id, source, False, rows),

@@ -34,6 +34,7 @@ def add_routes(router: APIRouter, state: ServiceState, lookups: Lookups) -> None
         if row < 0:
             raise ApiError(404, "unknown_item", f"item {item_id!r} is not in release {rel.id}")
         source, entries = similar_items(rel, row, n, parsed)
+        metrics.answers.labels("similar", source).inc()
         if source != "similar":
             metrics.fallbacks.labels("similar", "popular").inc()
         return Response(answers.similar_answer(rel, item_id, source, False, entries),

@@ -47,6 +47,7 @@ def add_routes(router: APIRouter, state: ServiceState, lookups: Lookups) -> None
             metrics.degraded.labels("user").inc()
         source, entries, backfilled = recommend_user(rel, surface, user_id, n, parsed, recent,
                                                      state.blend)
+        metrics.answers.labels("user", source).inc()
         if source == "popular":
             metrics.fallbacks.labels("user", "cold_user").inc()
         elif backfilled:

@@ -157,3 +157,23 @@ def test_augmented_index_keeps_exact_scores_and_round_trips(data, tmp_path):
     again = ShardedIndex.load(index.save(tmp_path / "aug"))
     assert again.augmented and again.dim == DIM
     np.testing.assert_array_equal(again.search(users[:30], 20)[0], found)
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_one_query_lookup_merges_shards_like_search(data, augment, tmp_path):
+    """``lookup`` (every shard at once in FAISS's threads, merged in C++) finds what
+    ``search`` finds, on a freshly built and on a memory-mapped index."""
+    items, users, external = data
+    built = build_sharded_hnsw(items, external, shards=3, hnsw_m=16, ef_construction=80,
+                               ef_search=96, threads=1, augment=augment)
+    mapped = ShardedIndex.load(built.save(tmp_path / "index"), mmap=True)
+    for index in (built, mapped):
+        for query in users[:30]:
+            ids, scores = index.lookup(query, 20)
+            want_ids, want_scores = index.search(query[None, :], 20)
+            assert set(ids.tolist()) == set(want_ids[0].tolist())
+            np.testing.assert_allclose(np.sort(scores), np.sort(want_scores[0]), rtol=1e-5)
+            assert (np.diff(scores) <= 1e-6).all()
+    ids, _ = built.lookup(users[0], 10 * N_ITEMS)  # more than the index holds
+    assert 0 < len(ids) <= N_ITEMS and len(set(ids.tolist())) == len(ids)
+    assert set(ids.tolist()) <= set(external.tolist())
