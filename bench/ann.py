@@ -143,7 +143,8 @@ def compare(
     with omp_threads(threads):
         began = time.perf_counter()
         index = build_sharded_hnsw(
-            items, np.arange(items.shape[0]), shards=settings.shards, hnsw_m=settings.hnsw_m,
+            items, np.arange(items.shape[0]), shards=settings.shard_count(items.shape[0]),
+            hnsw_m=settings.hnsw_m,
             ef_construction=settings.ef_construction,
             ef_search=settings.ef_search_candidates[-1], augment=settings.augment,
         )

@@ -151,7 +151,7 @@ def build_release(args: argparse.Namespace, root: Path, workdir: Path) -> dict[s
     publish(root, "mix")
     tuning = index.tuning
     return {"data_s": data_s, "faiss_build_s": faiss_s, "write_s": time.perf_counter() - t0,
-            "listed_users": listed, "shards": settings.shards,
+            "listed_users": listed, "shards": len(index.shards),
             "ef_search": index.ef_search, "tuned_recall": tuning.recall if tuning else None}
 
 
@@ -306,8 +306,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       ready_s=300) as (_proc, url, _ready):
             run_wrk(url, script, 2, conns)
             two = [run_wrk(url, script, sec, conns) for _ in range(args.rounds)]
+            rate = fixed_rate(url, 0, args.rate, args.rate_seconds, requests=requests,
+                              headers=headers)
+            ann = fixed_rate(url, 0, args.rate, args.rate_seconds, requests=unlisted)
             results["two_workers"] = {"mix_rps": statistics.median(r["rps"] for r in two),
-                                      "non_2xx": sum(r["non_2xx"] for r in two),
+                                      "fixed_rate": rate, "ann": ann,
+                                      "non_2xx": (sum(r["non_2xx"] for r in two)
+                                                  + rate["errors"] + ann["errors"]),
                                       "memory": memory(url, 2)}
         results["phases"] = phases(root, redis.url, args.users, args.phase_answers)
     off = results["cache_off"]
@@ -320,6 +325,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  + results["two_workers"]["non_2xx"]),
         rss_mb=off["memory"]["rss_mb"][0], uss_mb=off["memory"]["uss_mb"][0],
         rps_1_worker=off["mix_rps"], rps_2_workers=results["two_workers"]["mix_rps"],
+        p99_ms_2_workers=results["two_workers"]["fixed_rate"]["p99_ms"],
+        ann_p99_ms_2_workers=results["two_workers"]["ann"]["p99_ms"],
     )
     return results
 
@@ -348,6 +355,11 @@ def report(r: dict[str, Any]) -> None:
     print(f"1 worker: {r['rps_1_worker']:.0f} req/s, RSS {r['rss_mb']:.0f} MiB, USS "
           f"{r['uss_mb']:.0f} MiB; 2 workers: {r['rps_2_workers']:.0f} req/s, RSS "
           f"{[round(x) for x in m2['rss_mb']]} MiB, USS {[round(x) for x in m2['uss_mb']]} MiB")
+    two = r["two_workers"]
+    print(f"2 workers (cache off) at {two['fixed_rate']['target_rps']:.0f} req/s: mix p50 "
+          f"{two['fixed_rate']['p50_ms']:.2f} ms, p99 {r['p99_ms_2_workers']:.2f} ms; users "
+          f"without a list p50 {two['ann']['p50_ms']:.2f} ms, p99 "
+          f"{r['ann_p99_ms_2_workers']:.2f} ms")
     p = r["phases"]
     print(f"cache-off home feed, in process per answer: Redis {p['redis_us']:.0f} us, lookup "
           f"and rules {p['lookup_rules_us']:.0f} us, serialisation {p['serialise_us']:.0f} us")

@@ -92,7 +92,7 @@ def build_index(
             could not reach ``settings.recall_target``.
     """
     index = build_sharded_hnsw(
-        vectors, item_ids, shards=settings.shards, hnsw_m=settings.hnsw_m,
+        vectors, item_ids, shards=settings.shard_count(len(vectors)), hnsw_m=settings.hnsw_m,
         ef_construction=settings.ef_construction,
         ef_search=settings.ef_search_candidates[-1], threads=settings.threads,
         augment=settings.augment,

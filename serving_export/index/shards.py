@@ -218,6 +218,15 @@ class ShardedIndex:
             ``(ids, scores)``: (k',) int64 external ids and float32 scores, best first;
             ``k' <= k`` when the index holds fewer items.
         """
+        if len(self.shards) == 1:  # no threads to hand the query to
+            shard = self.shards[0]
+            shard.hnsw.efSearch = self.ef_search
+            q = as_vectors(query.reshape(1, -1), "query")
+            if self.augmented:
+                q = np.hstack([q, np.zeros((1, 1), dtype=np.float32)])
+            scores, local = shard.search(q, min(k, self.ntotal))
+            found = local[0] >= 0
+            return np.asarray(self.id_maps[0])[local[0][found]], scores[0][found]
         if self._merged is None:
             merged = faiss.IndexShards(self.shards[0].d, True, True)  # threaded, successive
             for shard in self.shards:
