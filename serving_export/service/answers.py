@@ -56,13 +56,20 @@ def items_json(rel: Release, entries: Sequence[Entry]) -> str:
         values[1::3] = scores
         values[2::3] = rel.entry_tails("personalized", masks)
         text = _template(len(rows)) % tuple(values)
+    elif not entries:
+        text = "[]"
     else:
-        head = rel.item_head
+        rows, scores, sources, tags = zip(*entries, strict=True)
         tail = rel.entry_tail
-        text = "[" + ",".join([
-            f"{head(row)}{'null' if score is None else f'{score:.6g}'}{tail(source, mask)}"
-            for row, score, source, mask in entries
-        ]) + "]"
+        values = [""] * (3 * len(rows))
+        values[0::3] = rel.item_heads(list(rows))
+        values[2::3] = [tail(source, tag) for source, tag in zip(sources, tags, strict=True)]
+        if None in scores:  # popular backfill may lack a score: null
+            values[1::3] = ["null" if v is None else f"{v:.6g}" for v in scores]
+            text = "[" + ",".join(["%s%s%s"] * len(rows)) % tuple(values) + "]"
+        else:
+            values[1::3] = scores
+            text = _template(len(rows)) % tuple(values)
     if limit:
         if len(rel.answer_cache) >= limit:
             rel.answer_cache.clear()

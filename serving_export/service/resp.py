@@ -83,13 +83,51 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Reply, int]:
 
 
 class _Protocol(asyncio.Protocol):
-    """Parses replies and hands them to the waiting requests in order."""
+    """Parses replies and hands them to the waiting requests in order.
 
-    def __init__(self) -> None:
+    Commands queued in one pass of the event loop leave in one write (concurrent requests
+    share a syscall). One timer per connection watches the oldest waiting request: past its
+    deadline the connection is failed (its replies' order cannot be trusted any more).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiting: deque[tuple[asyncio.Future, int, list]] = deque()
+        self.waiting: deque[tuple[asyncio.Future, int, list, float]] = deque()
+        self.outgoing: list[bytes] = []
         self.closed = False
+        self.timeout_s = timeout_s
+        self._flush_soon = False
+        self._watch: asyncio.TimerHandle | None = None
+
+    def send(self, data: bytes, future: asyncio.Future, count: int) -> None:
+        """Queue a request's commands (``count`` replies expected) for the next write."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        self.waiting.append((future, count, [], deadline))
+        self.outgoing.append(data)
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop.call_soon(self._flush)
+        if self._watch is None:
+            self._watch = loop.call_at(deadline, self._check_deadline)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if self.outgoing and not self.closed and self.transport is not None:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
+
+    def _check_deadline(self) -> None:
+        self._watch = None
+        if not self.waiting or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        oldest = self.waiting[0][3]
+        if oldest <= loop.time():
+            self.fail(RespError(f"no answer within {self.timeout_s}s"))
+        else:
+            self._watch = loop.call_at(oldest, self._check_deadline)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -100,7 +138,7 @@ class _Protocol(asyncio.Protocol):
         try:
             while self.waiting and pos < len(self.buffer):
                 reply, pos = parse(self.buffer, pos)
-                future, count, replies = self.waiting[0]
+                future, count, replies, _ = self.waiting[0]
                 replies.append(reply)
                 if len(replies) == count:
                     self.waiting.popleft()
@@ -118,6 +156,10 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, exc: Exception) -> None:
         self.closed = True
+        self.outgoing.clear()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         while self.waiting:
             future = self.waiting.popleft()[0]
             if not future.done():
@@ -155,8 +197,8 @@ class RespClient:
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if self.tls else None
-        _, protocol = await loop.create_connection(_Protocol, self.host, self.port,
-                                                   ssl=context)
+        _, protocol = await loop.create_connection(lambda: _Protocol(self.timeout_s),
+                                                   self.host, self.port, ssl=context)
         hello: list[list[str | int]] = []
         if self.password is not None:
             hello.append(["AUTH", *([self.username] if self.username else []), self.password])
@@ -186,29 +228,29 @@ class RespClient:
     def _send(protocol: _Protocol, commands: Sequence[Sequence[str | bytes | int | float]]
               ) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        protocol.waiting.append((future, len(commands), []))
-        assert protocol.transport is not None
-        protocol.transport.write(b"".join(encode(c) for c in commands))
+        protocol.send(b"".join(encode(c) for c in commands), future, len(commands))
         return future
 
     async def execute(self, commands: Sequence[Sequence[str | bytes | int | float]]
                       ) -> list[Reply]:
-        """Send ``commands`` in one write and return their replies, in order; an error reply
+        """Send ``commands`` together and return their replies, in order; an error reply
         is returned as a :class:`RespError` in its place.
 
         Raises:
-            RespError: no connection, a timeout, or the connection broke.
+            RespError: no connection, no answer within the timeout, or the connection broke.
         """
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                protocol = await self._connection()
-                return await self._send(protocol, commands)
-        except TimeoutError as exc:
-            self.close()  # replies may still come: the connection's order is lost
-            raise RespError(f"no answer within {self.timeout_s}s") from exc
-        except OSError as exc:
-            self.close()
-            raise RespError(f"{type(exc).__name__}: {exc}") from exc
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    protocol = await self._connection()
+            except TimeoutError as exc:
+                self.close()
+                raise RespError(f"no connection within {self.timeout_s}s") from exc
+            except OSError as exc:
+                self.close()
+                raise RespError(f"{type(exc).__name__}: {exc}") from exc
+        return await self._send(protocol, commands)
 
     def close(self) -> None:
         """Close the connection (waiting requests fail); the next call reconnects."""
