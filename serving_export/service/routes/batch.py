@@ -22,7 +22,6 @@ from serving_export.service.realtime import Recent, StoreUnavailable
 from serving_export.service.recommend import recommend_user, rerank
 from serving_export.service.state import ServiceState
 
-
 YIELD_EVERY = 8
 """Users answered between two yields to the event loop: a batch of 1,000 users takes tens of
 milliseconds, which single lookups queued behind it would otherwise wait for whole."""
