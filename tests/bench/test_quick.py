@@ -113,6 +113,7 @@ def test_similar_quick_builds_every_pair_serves_and_compares_the_graph(tmp_path)
     assert result["non_2xx"] == 0 and result["rps"] > 0 and result["healthz_rps"] > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"] and result["rss_mb"] > 0
     assert 0.5 < result["graph"]["share_of_exact_pairs"] <= 1.0
+    assert 0.5 < result["graph"]["share_of_exact_score"] <= 1.0 + 1e-9
 
 
 def test_serve_production_mix_quick_measures_every_endpoint_and_ann(tmp_path):
