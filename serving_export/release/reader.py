@@ -21,7 +21,6 @@ import pyarrow as pa
 
 from conf.errors import IndexCorrupt, ReleaseCorrupt, ReleaseIncomplete, ReleaseNotFound
 from serving_export.index.shards import ShardedIndex
-from serving_export.release import reasons
 from serving_export.release.format import (
     FORMAT,
     FORMAT_VERSION,
@@ -92,9 +91,6 @@ def verify_release(path: str | Path, *, check_hashes: bool = True) -> dict[str, 
 ROW_CACHE = 1 << 16
 """Ids whose rows each loaded release remembers (per id kind; about 10 MiB when full)."""
 
-
-TAIL_CACHE = 1 << 16
-"""JSON tails each loaded release remembers per source (tags may be item rows)."""
 
 def _load_ann(folder: Path, n_items: int) -> ShardedIndex:
     """Open the release's shards memory-mapped and check that every id is an item row.
@@ -186,7 +182,8 @@ class Release:
         self._meta: pa.Table | None = None
         self._item_json: list[str | None] = [None] * len(self.item_ids)
         self._item_head: list[str | None] = [None] * len(self.item_ids)
-        self._tails: dict[str, dict[int | None, str]] = {}
+        self.tail_cache: dict[str, dict[int | None, str]] = {}
+        """JSON tails of answer items per source and tag (the service's, bounded by it)."""
         self.answer_cache: dict[tuple, str] = {}
         """Serialised item arrays of the service's answers, keyed by their entries."""
         self.answer_cache_limit = 16384
@@ -270,36 +267,6 @@ class Release:
         if not all(heads):
             heads = [h or self.item_head(r) for h, r in zip(heads, rows, strict=True)]
         return heads  # type: ignore[return-value]
-
-    def entry_tail(self, source: str, tag: int | None) -> str:
-        """Cached JSON tail of an answer item: source, retrieval strategies (personalized
-        items) and reason (:mod:`serving_export.release.reasons`)."""
-        by_tag = self._tails.setdefault(source, {})
-        cached = by_tag.get(tag)
-        if cached is None:
-            if len(by_tag) >= TAIL_CACHE:
-                by_tag.clear()
-            strategies: tuple[str, ...] = ()
-            retrieval = title = None
-            if source == "personalized" and tag is not None:
-                strategies = self.sources_names(tag)
-                retrieval = self.sources_json(tag)
-            elif source in ("similar", "ann") and tag is not None:
-                title = self.title(tag)
-            reason = json.dumps(reasons.for_entry(source, tag, strategies, title))
-            cached = (f',"source":"{source}"'
-                      + (f',"retrieval":{retrieval}' if retrieval is not None else "")
-                      + f',"reason":{reason}}}')
-            by_tag[tag] = cached
-        return cached
-
-    def entry_tails(self, source: str, tags: list[int]) -> list[str]:
-        """:meth:`entry_tail` of each tag, for one source."""
-        by_tag = self._tails.setdefault(source, {})
-        tails = [by_tag.get(t) for t in tags]
-        if not all(tails):
-            tails = [t or self.entry_tail(source, g) for t, g in zip(tails, tags, strict=True)]
-        return tails  # type: ignore[return-value]
 
     def title(self, row: int) -> str:
         """An item's title (its id when it has none), read from ``items/meta.arrow``."""

@@ -11,8 +11,8 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 
-from serving_export.release import reasons
 from serving_export.release.reader import Release
+from serving_export.service import reasons
 from serving_export.service.recommend import Entry, ListHead
 
 _dumps = json.dumps
@@ -54,16 +54,17 @@ def items_json(rel: Release, entries: Sequence[Entry]) -> str:
         values: list[str | float] = [""] * (3 * len(rows))
         values[0::3] = rel.item_heads(rows)
         values[1::3] = scores
-        values[2::3] = rel.entry_tails("personalized", masks)
+        values[2::3] = reasons.item_tails(rel, "personalized", masks)
         text = _template(len(rows)) % tuple(values)
     elif not entries:
         text = "[]"
     else:
         rows, scores, sources, tags = zip(*entries, strict=True)
-        tail = rel.entry_tail
+        tail = reasons.item_tail
         values = [""] * (3 * len(rows))
         values[0::3] = rel.item_heads(list(rows))
-        values[2::3] = [tail(source, tag) for source, tag in zip(sources, tags, strict=True)]
+        values[2::3] = [tail(rel, source, tag)
+                        for source, tag in zip(sources, tags, strict=True)]
         if None in scores:  # popular backfill may lack a score: null
             values[1::3] = ["null" if v is None else f"{v:.6g}" for v in scores]
             text = "[" + ",".join(["%s%s%s"] * len(rows)) % tuple(values) + "]"

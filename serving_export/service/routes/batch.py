@@ -19,7 +19,8 @@ from serving_export.service.models import (
     RerankResponse,
 )
 from serving_export.service.realtime import Recent, StoreUnavailable
-from serving_export.service.recommend import recommend_user, rerank
+from serving_export.service.recommend import recommend_user
+from serving_export.service.rerank import rerank
 from serving_export.service.state import ServiceState
 
 YIELD_EVERY = 8

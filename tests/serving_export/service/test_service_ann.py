@@ -17,12 +17,11 @@ from bench.redis_server import RedisServer, redis_binary
 from bench.release_synth import with_faiss
 from bench.server_thread import ServerThread
 from conf.errors import ReleaseCorrupt
-from serving_export.release import reasons
 from serving_export.release.data import Embeddings, GateVerdict, ReleaseData
 from serving_export.release.publish import publish
 from serving_export.release.reader import Release
 from serving_export.release.writer import write_release
-from serving_export.service import create_app
+from serving_export.service import create_app, reasons
 from serving_export.service.models import (
     RerankResponse,
     SimilarItems,
