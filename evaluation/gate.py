@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from conf import Settings
 from conf.errors import EmptyInput, NoCandidate
@@ -228,9 +229,11 @@ def read_verdict(lake: Lake, ds: str) -> dict[str, Any] | None:
     rows = read_partition(lake, EVALUATION.name, ds, ["stage", "metric", "details"])
     if rows is None:
         return None
-    for row in rows.to_pylist():
-        if row["stage"] == GATE_PREFIX and row["metric"] == "passed" and row["details"]:
-            return json.loads(row["details"])
+    mine = rows.filter(pc.and_(pc.equal(rows["stage"], GATE_PREFIX),
+                               pc.equal(rows["metric"], "passed")))
+    for details in pc.drop_null(mine["details"]).to_pylist():  # the gate's own row
+        if details:
+            return json.loads(details)
     return None
 
 
@@ -243,8 +246,9 @@ def served_metrics(lake: Lake, ds: str, cfg: GateSettings) -> dict[str, float] |
                                                       "value"])
     if rows is None:
         return None
-    found = {f"{r['metric']}@{r['k']}": r["value"] for r in rows.to_pylist()
-             if r["stage"] == cfg.served_stage and r["slice"] == "all"}
+    served = rows.filter(pc.and_(pc.equal(rows["stage"], cfg.served_stage),
+                                 pc.equal(rows["slice"], "all")))  # a few metric rows
+    found = {f"{r['metric']}@{r['k']}": r["value"] for r in served.to_pylist()}
     values = {name: found[name] for name in cfg.metrics if name in found}
     return values if len(values) == len(cfg.metrics) else None
 

@@ -52,14 +52,16 @@ class ItemIndex:
         self.ids = np.asarray(cat + rest, dtype=object)
         self.n_catalogue = len(cat)
         self._row = {item: i for i, item in enumerate(self.ids)}
+        self._arrow_ids = pa.array(self.ids.tolist(), pa.string())
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def rows(self, ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
         """(N,) int64 rows of ``ids``; -1 for an id not in the index."""
-        if isinstance(ids, pa.Array | pa.ChunkedArray):
-            ids = ids.to_pylist()
+        if isinstance(ids, pa.Array | pa.ChunkedArray):  # looked up by Arrow, in C
+            found = pc.index_in(ids.cast(pa.string()), value_set=self._arrow_ids)
+            return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         return np.fromiter((self._row.get(i, -1) for i in ids), dtype=np.int64,
                            count=len(ids))
 
@@ -160,21 +162,27 @@ def build_holdout(events: pa.Table, train: pa.Table, catalogue: Iterable[str],
         The :class:`Holdout`; it has no users when no holdout event is positive.
     """
     pos = positive_events(events, cfg)
-    users = sample_users(pos["user_id"].to_pylist(), cfg.max_users, seed)
-    user_pos = {u: i for i, u in enumerate(users)}
-    train_users = train["user_id"].to_pylist()
-    train_item_ids = train["item_id"].to_pylist()
-    items = ItemIndex(list(catalogue) + train_item_ids, pos["item_id"].to_pylist())
+    users = sample_users(pc.unique(pos["user_id"]).to_pylist(), cfg.max_users, seed)
+    sampled = pa.array(users, pa.string())
+    # the training matrix is read column-wise by Arrow: only distinct ids become Python
+    train_users = train["user_id"].cast(pa.string())
+    train_item_ids = train["item_id"].cast(pa.string())
+    items = ItemIndex([*catalogue, *pc.unique(train_item_ids).to_pylist()],
+                      pc.unique(pos["item_id"]).to_pylist())
     shape = (len(users), len(items))
 
-    def upos(ids: list[str]) -> np.ndarray:
-        return np.fromiter((user_pos.get(u, -1) for u in ids), dtype=np.int64, count=len(ids))
+    def upos(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        found = pc.index_in(ids.cast(pa.string()), value_set=sampled)
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
-    truth = pair_matrix(upos(pos["user_id"].to_pylist()), items.rows(pos["item_id"]), shape)
+    truth = pair_matrix(upos(pos["user_id"]), items.rows(pos["item_id"]), shape)
     train_rows = items.rows(train_item_ids)
     seen = pair_matrix(upos(train_users), train_rows, shape)
     # per-user training counts over ALL training users (for the heavy quantile)
-    _, inverse = np.unique(np.asarray(train_users, dtype=object), return_inverse=True)
+    inverse = pc.dictionary_encode(train_users.combine_chunks()
+                                   if isinstance(train_users, pa.ChunkedArray)
+                                   else train_users).indices.to_numpy(zero_copy_only=False)
+    inverse = np.asarray(inverse, dtype=np.int64)
     all_pairs = sp.csr_matrix((np.ones(len(train_users)), (inverse, train_rows)),
                               shape=(int(inverse.max(initial=-1)) + 1, len(items)))
     all_pairs.sum_duplicates()

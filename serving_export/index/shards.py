@@ -218,12 +218,12 @@ class ShardedIndex:
             ``(ids, scores)``: (k',) int64 external ids and float32 scores, best first;
             ``k' <= k`` when the index holds fewer items.
         """
+        q = as_vectors(query.reshape(1, -1), "query")
+        if self.augmented:
+            q = np.hstack([q, np.zeros((1, 1), dtype=np.float32)])
         if len(self.shards) == 1:  # no threads to hand the query to
             shard = self.shards[0]
             shard.hnsw.efSearch = self.ef_search
-            q = as_vectors(query.reshape(1, -1), "query")
-            if self.augmented:
-                q = np.hstack([q, np.zeros((1, 1), dtype=np.float32)])
             scores, local = shard.search(q, min(k, self.ntotal))
             found = local[0] >= 0
             return np.asarray(self.id_maps[0])[local[0][found]], scores[0][found]
@@ -234,9 +234,6 @@ class ShardedIndex:
                 merged.add_shard(shard)
             self._offsets = np.cumsum([0] + [int(s.ntotal) for s in self.shards])
             self._merged = merged
-        q = as_vectors(query.reshape(1, -1), "query")
-        if self.augmented:
-            q = np.hstack([q, np.zeros((1, 1), dtype=np.float32)])
         scores, positions = self._merged.search(q, min(k, self.ntotal))
         found = positions[0] >= 0
         positions, scores = positions[0][found], scores[0][found]
