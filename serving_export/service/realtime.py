@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from conf.errors import StoreUnavailable
+from serving_export.service.resp import RespClient, RespError
 
 if TYPE_CHECKING:
     from conf.serving import ServingSettings
@@ -175,8 +176,6 @@ class RedisStore:
     def __init__(self, url: str, cap: int, ttl_s: int, timeout_s: float = 0.05,
                  retry_s: float = 1.0, prefix: str = "recpipe",
                  clock: Callable[[], float] = time.monotonic):
-        from serving_export.service.resp import RespClient
-
         self.cap, self.ttl_s, self.retry_s, self.prefix, self.clock = (
             cap, int(ttl_s), retry_s, prefix, clock)
         self._client = RespClient(url, timeout_s)
@@ -199,8 +198,6 @@ class RedisStore:
     async def _run(self, commands: list[list[str | int | float]]) -> list:
         """Replies of ``commands`` (one write, one round trip); any failure or error reply
         marks Redis down and raises :class:`StoreUnavailable`."""
-        from serving_export.service.resp import RespError
-
         self._check()
         try:
             replies = await self._client.execute(commands)
@@ -222,11 +219,7 @@ class RedisStore:
         return [Recent(tuple(out[i]), tuple(out[i + 1])) for i in range(0, len(out), 2)]
 
     async def recent(self, user_id: str) -> Recent:
-        rkey, skey = self._keys(user_id)
-        last = self.cap - 1
-        items, seeds = await self._run([["ZREVRANGE", rkey, 0, last],
-                                        ["ZREVRANGE", skey, 0, last]])
-        return Recent(tuple(items), tuple(seeds))
+        return (await self.recent_many([user_id]))[0]
 
     async def record(self, events: Sequence[Interaction]) -> None:
         commands: list[list[str | int | float]] = []
