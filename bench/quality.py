@@ -5,10 +5,13 @@ Usage::
     recpipe bench quality --protocol msr-ml100k [--json OUT] [--quick]
     recpipe bench quality --protocol recbole-ml1m [--json OUT] [--quick]
     recpipe bench quality --protocol fixed-split --train P --valid P --test P [--json OUT]
+    recpipe bench quality --protocol synthetic [--shape 30000x40000x1000000] [--json OUT]
 
 Every model is tuned on validation data only (grids in ``evaluation.quality`` settings); the
 test set is scored once per model with the chosen settings. ``--quick`` runs a small user
-sample with small grids (seconds; for CI).
+sample with small grids (seconds; for CI). ``synthetic`` generates a fixed split of the
+given users x items x interactions (a cost test at the size of the academic sets; its
+figures are not comparable with published ones).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -28,9 +32,21 @@ from evaluation.protocols import PROTOCOLS, ProtocolData, format_table, run_prot
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SHAPE = "30000x40000x1000000"
+"""``synthetic``'s default users x items x interactions (the size of Gowalla or Yelp2018)."""
 
 
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """``"UxIxN"`` as three positive integers.
 
+    Raises:
+        UsageError: not three positive integers joined by ``x``.
+    """
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--shape must look like 30000x40000x1000000, got {text!r}")
+    users, items, interactions = (int(p) for p in parts)
+    return users, items, interactions
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``recpipe bench quality`` argument parser."""
@@ -48,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ml1m-dir", type=Path,
                         help="recbole-ml1m: folder of the shared ML-1M files "
                              "(default: evaluation.quality.ml1m_dir)")
+    parser.add_argument("--shape", default=DEFAULT_SHAPE,
+                        help="synthetic: users x items x interactions "
+                             f"(default {DEFAULT_SHAPE})")
     parser.add_argument("--models", help="comma-separated tuned models (default: settings)")
     parser.add_argument("--seed", type=int, help="model seed (default: settings.seed)")
     return parser
@@ -77,6 +96,14 @@ def load_data(settings: Settings, args: argparse.Namespace, seed: int) -> Protoc
         return fixed_split.build(parts, quality, args.quick, seed)
     if any(split_files):
         raise UsageError(f"--train/--valid/--test are for fixed-split, not {args.protocol}")
+    if args.protocol == "synthetic":
+        from evaluation.protocols import synthetic
+
+        users, items, interactions = parse_shape(args.shape)
+        if interactions > users * items // 2:
+            raise UsageError(f"--shape {args.shape}: {interactions} interactions do not fit "
+                             f"{users} x {items} at density <= 0.5")
+        return synthetic.build(users, items, interactions, quality, args.quick, seed)
     if args.protocol == "recbole-ml1m":
         from evaluation.protocols import recbole_ml1m
 
@@ -102,6 +129,8 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     data = load_data(settings, args, seed)
     result = run_protocol(data, quality, seed, quick=args.quick)
     result["seconds"] = round(time.perf_counter() - start, 2)
+    result["peak_rss_mb"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     print(format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

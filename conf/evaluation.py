@@ -53,12 +53,54 @@ class ItemKnnGrid(Section):
     """Shrink terms added to the cosine's denominator."""
 
 
+class GraphFilterGrid(Section):
+    """Hyper-parameter grid of the GF-CF graph filter (``algorithms.cf.graph_filter``)."""
+
+    alpha: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.3, 1.0, 3.0])
+    """Weights of the ideal low-pass term (0: the linear filter alone)."""
+    rank: list[PositiveInt] = Field(default_factory=lambda: [32, 64, 128, 256, 512])
+    """Singular vectors kept by the ideal filter (capped at min(users, items))."""
+    norm: list[PositiveFloat] = Field(default_factory=lambda: [0.5])
+    """Degree normalisation exponents (the paper's 1/2)."""
+    dense_max_items: PositiveInt = 8000
+    """Largest catalogue whose item-item filter is held dense (I x I float32)."""
+
+
+class Rp3BetaGrid(Section):
+    """Hyper-parameter grid of RP3beta (``algorithms.cf.rp3beta``)."""
+
+    alpha: list[PositiveFloat] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.5])
+    """Exponents of the random walk's transition probabilities."""
+    beta: list[float] = Field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8])
+    """Popularity penalty exponents of the destination item."""
+    neighbors: list[PositiveInt] = Field(default_factory=lambda: [50, 100, 200, 400, 800])
+    """Neighbours kept per item."""
+
+
+class AdmmSlimGrid(Section):
+    """Hyper-parameter grid of ADMM-SLIM (``algorithms.cf.slim``)."""
+
+    l1: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0])
+    """L1 penalties (sparsity of the item-item weights)."""
+    l2: list[PositiveFloat] = Field(default_factory=lambda: [100.0, 200.0, 500.0, 1000.0])
+    """L2 penalties."""
+    l2_exponent: list[float] = Field(default_factory=lambda: [0.0, 0.5])
+    """Item i's L2 penalty is ``l2 * (users of i) ** l2_exponent`` (0: constant)."""
+    rho: PositiveFloat = 4000.0
+    """ADMM penalty (RecBole's default)."""
+    iterations: PositiveInt = 50
+    """Most ADMM iterations per fit (it stops earlier when the residuals are small)."""
+
+
 class ModelGrids(Section):
     """One grid per tunable model."""
 
     ials: IalsGrid = Field(default_factory=IalsGrid)
     ease: EaseGrid = Field(default_factory=EaseGrid)
     itemknn: ItemKnnGrid = Field(default_factory=ItemKnnGrid)
+    gfcf: GraphFilterGrid = Field(default_factory=GraphFilterGrid)
+    rp3beta: Rp3BetaGrid = Field(default_factory=Rp3BetaGrid)
+    admmslim: AdmmSlimGrid = Field(default_factory=AdmmSlimGrid)
 
 
 def _quick_grids() -> ModelGrids:
@@ -66,6 +108,9 @@ def _quick_grids() -> ModelGrids:
         ials=IalsGrid(factors=[16], regularization=[0.1, 10.0], alpha=[10.0], iterations=5),
         ease=EaseGrid(l2=[50.0, 500.0]),
         itemknn=ItemKnnGrid(neighbors=[20], shrink=[0.0]),
+        gfcf=GraphFilterGrid(alpha=[0.0, 0.3], rank=[16]),
+        rp3beta=Rp3BetaGrid(alpha=[1.0], beta=[0.0, 0.5], neighbors=[50]),
+        admmslim=AdmmSlimGrid(l1=[1.0], l2=[200.0], l2_exponent=[0.5], iterations=10),
     )
 
 
@@ -77,14 +122,16 @@ class QualityBenchSettings(Section):
     tune_metric: str = "ndcg@10"
     """Validation metric that picks each model's hyper-parameters and the best model;
     ``<name>@<k>`` with a name of ``evaluation.metrics.RANKING_METRICS`` and k in ``ks``."""
-    models: list[Literal["ials", "ease", "itemknn"]] = Field(
-        default_factory=lambda: ["ials", "ease"]
+    models: list[Literal["ials", "ease", "itemknn", "gfcf", "rp3beta", "admmslim"]] = Field(
+        default_factory=lambda: ["ials", "ease", "gfcf", "rp3beta", "admmslim"]
     )
     """Tuned models; the most-popular baseline always runs besides them."""
     grids: ModelGrids = Field(default_factory=ModelGrids)
     """Grids of the full run."""
     search: dict[str, Literal["grid", "coordinate"]] = Field(
-        default_factory=lambda: {"ials": "coordinate", "ease": "grid", "itemknn": "grid"}
+        default_factory=lambda: {"ials": "coordinate", "ease": "grid", "itemknn": "grid",
+                                 "gfcf": "coordinate", "rp3beta": "coordinate",
+                                 "admmslim": "coordinate"}
     )
     """How each model's grid is searched: ``grid`` tries every combination; ``coordinate``
     moves one axis at a time from the grid's middle until no single-axis move helps (far
@@ -95,6 +142,16 @@ class QualityBenchSettings(Section):
     """``--quick`` keeps this many users, drawn with the run's seed."""
     block_users: PositiveInt = 2048
     """Users scored at once when ranking the full catalogue."""
+    max_cubic_dim: dict[str, PositiveInt] = Field(
+        default_factory=lambda: {"ease": 16000, "admmslim": 8000}
+    )
+    """Models whose fit costs the cube of a dimension (EASE: min(users, items), one inverse
+    per penalty; ADMM-SLIM: items, one product per iteration) are skipped, with the reason
+    in the result, above this size. Measured on 2 cores: a float32 Cholesky inverse runs
+    at about 60 GFLOP/s, so 16,000 costs about a minute per fit and 30,000 about seven."""
+    valid_max_users: NonNegInt = 10000
+    """Tuning scores at most this many validation users, drawn with the run's seed (0: all).
+    The test set is always scored in full."""
     num_threads: NonNegInt = 0
     """Worker threads of implicit's ALS (0: one per core)."""
     ml1m_dir: str = "../shared/data/ml-1m"

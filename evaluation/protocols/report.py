@@ -7,6 +7,7 @@ from typing import Any
 
 COLUMNS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20", "recall@100")
 LABELS = {"ials": "iALS (implicit)", "ease": "EASE", "itemknn": "ItemKNN",
+          "gfcf": "GF-CF (graph filter)", "rp3beta": "RP3beta", "admmslim": "ADMM-SLIM",
           "popularity": "Popularity"}
 
 
@@ -14,6 +15,13 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.4f}"
+
+
+def _interval(test: dict[str, Any]) -> str:
+    low, high = test.get("ndcg@10_low"), test.get("ndcg@10_high")
+    if low is None or high is None:
+        return "-"
+    return f"[{_cell(low)}, {_cell(high)}]"
 
 
 def _params(params: dict[str, Any]) -> str:
@@ -28,7 +36,8 @@ def format_table(result: dict[str, Any]) -> str:
     Args:
         result: the dictionary returned by :func:`evaluation.protocols.runner.run_protocol`.
     """
-    head = f"{'model':<34}" + "".join(f"{c:>11}" for c in COLUMNS) + "  settings"
+    head = (f"{'model':<34}" + "".join(f"{c:>11}" for c in COLUMNS)
+            + f"  {'ndcg@10 95% CI':<17}  settings")
     lines = [
         f"protocol {result['protocol']}{' (quick)' if result.get('quick') else ''}: "
         f"test figures, best on validation {result['tune_metric']}; "
@@ -42,8 +51,12 @@ def format_table(result: dict[str, Any]) -> str:
     rows.append((f"ours: best = {LABELS.get(best, best)}", models[best]))
     rows.append(("ours: Popularity", models["popularity"]))
     for label, entry in rows:
+        if "skipped" in entry:
+            lines.append(f"{label:<34}  skipped: {entry['skipped']}")
+            continue
         cells = "".join(f"{_cell(entry['test'].get(c)):>11}" for c in COLUMNS)
-        lines.append(f"{label:<34}{cells}  {_params(entry['params'])}")
+        lines.append(f"{label:<34}{cells}  {_interval(entry['test']):<17}  "
+                     f"{_params(entry['params'])}")
     for name, figures in result.get("published", {}).items():
         cells = "".join(f"{_cell(figures.get(c)):>11}" for c in COLUMNS)
         lines.append(f"{'published: ' + name:<34}{cells}")

@@ -10,13 +10,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithms.cf import Recommender
+from evaluation.intervals import bootstrap_interval
 from evaluation.metrics import (
     RANKING_METRICS,
     catalogue_coverage,
+    nan_mean,
     novelty,
     popularity_bias,
-    ranking_metrics,
+    ranking_metrics_per_user,
 )
+
+INTERVAL_METRICS = ("ndcg@10", "recall@100")
+"""Metrics that get a 95% bootstrap interval over users (``<key>_low``, ``<key>_high``)."""
 
 
 def metric_key(name: str, k: int) -> str:
@@ -48,6 +53,7 @@ def evaluate(
     ks: list[int],
     block_users: int,
     train_counts: np.ndarray | None = None,
+    interval_seed: int | None = None,
 ) -> dict[str, float]:
     """Ranking metrics of ``model`` at every k, over users with a non-empty truth.
 
@@ -59,6 +65,8 @@ def evaluate(
         block_users: users scored at once.
         train_counts: (I,) users per item in the fitting data; when given, adds
             ``coverage``, ``novelty`` and ``popularity_bias`` at the smallest k.
+        interval_seed: when given, each metric of :data:`INTERVAL_METRICS` that is computed
+            gets its 95% bootstrap interval over users, drawn with this seed.
 
     Returns:
         ``{"<metric>@<k>": value}`` for every metric of
@@ -68,8 +76,13 @@ def evaluate(
     held_out = truth[users]
     out: dict[str, float] = {"users": float(users.size)}
     for k in sorted(ks):
-        values = ranking_metrics(recs, held_out, k)
-        out.update({metric_key(name, k): values[name] for name in RANKING_METRICS})
+        per_user = ranking_metrics_per_user(recs, held_out, k)
+        for name in RANKING_METRICS:
+            key = metric_key(name, k)
+            out[key] = nan_mean(per_user[name])
+            if interval_seed is not None and key in INTERVAL_METRICS:
+                out[f"{key}_low"], out[f"{key}_high"] = bootstrap_interval(
+                    per_user[name], interval_seed)
     if train_counts is not None:
         k = min(ks)
         n_users = truth.shape[0]

@@ -122,3 +122,17 @@ def sample_users(users: np.ndarray, n_users: int, seed: int) -> np.ndarray:
         return np.ones(users.shape[0], dtype=bool)
     chosen = np.random.default_rng(seed).choice(distinct, size=n_users, replace=False)
     return np.isin(users, chosen)
+
+
+def keep_rows(matrix: sp.csr_matrix, n_rows: int, seed: int) -> sp.csr_matrix:
+    """``matrix`` with only ``n_rows`` of its non-empty rows kept (drawn with ``seed``).
+
+    The other rows are emptied, so shapes and row numbers stay; ``n_rows`` 0 or at least the
+    number of non-empty rows returns ``matrix`` itself.
+    """
+    filled = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    if n_rows == 0 or n_rows >= filled.size:
+        return matrix
+    chosen = np.zeros(matrix.shape[0], dtype=np.float32)
+    chosen[np.random.default_rng(seed).choice(filled, size=n_rows, replace=False)] = 1.0
+    return sp.csr_matrix(sp.diags(chosen) @ matrix)

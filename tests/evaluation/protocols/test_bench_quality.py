@@ -42,9 +42,12 @@ def test_fixed_split_quick_writes_every_key(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert set(result) >= KEYS
     assert result["protocol"] == "fixed-split"
-    assert set(result["models"]) == {"ials", "ease", "popularity"}
+    assert set(result["models"]) == {"ials", "ease", "gfcf", "rp3beta", "admmslim",
+                                     "popularity"}
     best = result["models"][result["best_model"]]
     assert result["ndcg@10"] == best["test"]["ndcg@10"]
+    assert result["ndcg@10_low"] < result["ndcg@10"] < result["ndcg@10_high"]
+    assert result["recall@100_low"] <= result["recall@100"] <= result["recall@100_high"]
     assert set(best["params"]) and best["trials"]
     # the two taste groups are easy: any tuned model beats popularity clearly
     assert result["ndcg@10"] > result["pop_ndcg@10"] + 0.1
@@ -88,6 +91,23 @@ def test_recbole_ml1m_quick_on_the_shared_files(tmp_path):
     assert 0.0 < result["pop_ndcg@10"] < result["ndcg@10"] < 1.0
 
 
+def test_synthetic_quick_at_the_academic_size(tmp_path, capsys):
+    # 300 users of the 30,000 x 40,000 x 1,000,000 data set (ADMM-SLIM, cubic in the
+    # items, runs in the fixed-split test)
+    out = tmp_path / "synthetic.json"
+    assert recpipe(["bench", "quality", "--protocol", "synthetic", "--quick", "--json",
+                    str(out), "--models", "ials,ease,gfcf,rp3beta"]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= KEYS | {"peak_rss_mb"}
+    assert result["dataset"]["generated"]["users"] == 30_000
+    assert result["dataset"]["generated"]["items"] == 40_000
+    assert result["dataset"]["generated"]["interactions"] == 1_000_000
+    assert result["dataset"]["users"] == 300
+    assert 5_000 < result["dataset"]["generated"]["pairs_drawn"] < 20_000  # ~33 per user
+    assert result["models"]["gfcf"]["trials"]
+    assert "synthetic" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -97,6 +117,8 @@ def test_recbole_ml1m_quick_on_the_shared_files(tmp_path):
         (["--protocol", "recbole-ml1m", "--train", "x"], "are for fixed-split"),
         (["--protocol", "msr-ml100k", "--models", "slim"], "--models"),
         (["--protocol", "movielens"], "invalid choice"),
+        (["--protocol", "synthetic", "--shape", "30000x40000"], "--shape must look like"),
+        (["--protocol", "synthetic", "--shape", "10x10x90"], "do not fit"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(argv, message, capsys):
