@@ -126,14 +126,18 @@ def positive_events(events: pa.Table, cfg: OfflineEvalSettings) -> pa.Table:
     return events.filter(keep)
 
 
-def sample_users(users: Sequence[str], max_users: int, seed: int) -> list[str]:
-    """``users`` sorted, or a sorted sample of ``max_users`` of them drawn with ``seed``."""
-    users = sorted(set(users))
-    if max_users and len(users) > max_users:
+def sample_users(users: Sequence[str] | pa.Array | pa.ChunkedArray, max_users: int,
+                 seed: int) -> list[str]:
+    """The distinct ``users`` sorted, or a sorted sample of ``max_users`` of them drawn
+    with ``seed``. Sorting and sampling run in Arrow: only the kept ids become Python."""
+    ids = users if isinstance(users, (pa.Array, pa.ChunkedArray)) else pa.array(users, pa.string())
+    ids = pc.unique(ids.cast(pa.string()))
+    ids = ids.take(pc.sort_indices(ids))
+    if max_users and len(ids) > max_users:
         rng = np.random.default_rng(seed)
-        pick = rng.choice(len(users), size=max_users, replace=False)
-        users = sorted(users[i] for i in pick)
-    return users
+        pick = rng.choice(len(ids), size=max_users, replace=False)
+        ids = ids.take(pa.array(np.sort(pick)))
+    return ids.to_pylist()
 
 
 def pair_matrix(user_pos: np.ndarray, item_rows: np.ndarray, shape: tuple[int, int]
@@ -162,7 +166,7 @@ def build_holdout(events: pa.Table, train: pa.Table, catalogue: Iterable[str],
         The :class:`Holdout`; it has no users when no holdout event is positive.
     """
     pos = positive_events(events, cfg)
-    users = sample_users(pc.unique(pos["user_id"]).to_pylist(), cfg.max_users, seed)
+    users = sample_users(pos["user_id"], cfg.max_users, seed)
     sampled = pa.array(users, pa.string())
     # the training matrix is read column-wise by Arrow: only distinct ids become Python
     train_users = train["user_id"].cast(pa.string())

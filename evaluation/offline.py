@@ -262,7 +262,7 @@ def evaluate(settings: Settings, ds: str, sections: EvalSections | None = None
     lake = Lake(settings)
     inputs = read_inputs(lake, settings, ds)
     model_version, model = read_model(lake, ds)
-    users = sample_users(positive_events(inputs.events, cfg.offline)["user_id"].to_pylist(),
+    users = sample_users(positive_events(inputs.events, cfg.offline)["user_id"],
                          cfg.offline.max_users, settings.seed)
     if not users:
         raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "

@@ -325,3 +325,17 @@ def test_run_without_holdout_events_is_empty_input(settings, tmp_path):
         [("u1", "a2", "view", 3.0)], DS, "only-view"))
     with pytest.raises(EmptyInput, match="no positive holdout event"):
         offline.evaluate(settings, DS, sections(tmp_path))
+
+
+def test_sample_users_sorts_distinct_ids_and_samples_in_arrow() -> None:
+    import pyarrow as pa
+
+    from evaluation.holdout import sample_users
+
+    ids = ["u3", "u1", "u2", "u1", "u10"]
+    assert sample_users(ids, 0, seed=0) == ["u1", "u10", "u2", "u3"]
+    chunked = pa.chunked_array([pa.array(ids[:2]), pa.array(ids[2:])])
+    assert sample_users(chunked, 0, seed=0) == ["u1", "u10", "u2", "u3"]
+    picked = sample_users(chunked, 2, seed=7)
+    assert len(picked) == 2 and picked == sorted(picked) and set(picked) <= set(ids)
+    assert sample_users(ids, 2, seed=7) == picked
