@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__DAGS_FOLDER := $(abspath dags)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: deps system-deps demo test lint airflow clean
+.PHONY: deps system-deps kafka-deps demo test lint airflow clean
 
 $(STAMP): requirements.txt constraints.txt setup.cfg
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,11 @@ $(STAMP): requirements.txt constraints.txt setup.cfg
 system-deps:
 	@bash scripts/system_deps.sh
 
-deps: system-deps $(STAMP)
+# Jars of the local Kafka broker (scripts/kafka_broker.sh) in .kafka/lib, via Maven.
+kafka-deps: system-deps
+	@bash scripts/kafka_deps.sh
+
+deps: system-deps kafka-deps $(STAMP)
 
 demo: deps
 	bash scripts/demo.sh

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from conf.evaluation import EvaluationSettings
+from conf.events import EventStreamSettings
 from conf.gate import GateSettings, MlflowSettings, OfflineEvalSettings
 from conf.index import IndexSettings
 from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
@@ -83,20 +84,28 @@ class Settings(Section):
     gate: GateSettings = Field(default_factory=GateSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    events: EventStreamSettings = Field(default_factory=EventStreamSettings)
 
     @model_validator(mode="before")
     @classmethod
     def _absolute_service_paths(cls, data: object) -> object:
         """The service's folders are taken from the project root when relative, like
         ``lake_root``, so the service finds the releases whatever its working directory."""
-        if isinstance(data, dict) and isinstance(data.get("serving"), dict):
-            serving = dict(data["serving"])
-            for key in ("releases_root", "spool_dir"):
-                value = serving.get(key)
+        if not isinstance(data, dict):
+            return data
+        for section, keys in (("serving", ("releases_root", "spool_dir")),
+                              ("events", ("fallback_dir",))):
+            if not isinstance(data.get(section, {}), dict):
+                continue
+            values = dict(data.get(section, {}))
+            if section == "events":
+                values.setdefault("fallback_dir", EventStreamSettings().fallback_dir)
+            for key in keys:
+                value = values.get(key)
                 if isinstance(value, str) and "://" not in value and value.strip():
                     path = Path(value).expanduser()
-                    serving[key] = str(path if path.is_absolute() else PROJECT_ROOT / path)
-            data = {**data, "serving": serving}
+                    values[key] = str(path if path.is_absolute() else PROJECT_ROOT / path)
+            data = {**data, section: values}
         return data
 
     @field_validator("lake_root", "data_dir", "work_dir")

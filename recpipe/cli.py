@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "item-context": ("jobs.item_context", "the item side of a date, built once"),
     "candidates": ("jobs.candidates", "multi-strategy candidate generation"),
     "topn": ("jobs.topn", "precompute top-N per surface and similar items"),
+    "consume": ("jobs.stream", "ingest the Kafka event topic into bronze/silver, batch by batch"),
     "hourly": ("jobs.hourly", "ingest the spool, fold in new events, incremental release"),
     "ranker": ("training.cli", "ranker examples, training and export"),
     "evaluate": ("evaluation.offline", "offline evaluation of a model version"),

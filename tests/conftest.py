@@ -77,3 +77,26 @@ def spark():
     session = get_spark(cfg)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    """One real single-node Kafka broker (KRaft, loopback) for the run. A test that kills it
+    starts it again before it ends."""
+    from bench.kafka_broker import KafkaBroker, kafka_installed
+
+    require(kafka_installed(), "Kafka broker jars not installed (make deps fetches them)")
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def topic_settings(kafka, tmp_path):
+    """Event stream settings on the test broker with a topic and group of this test's own."""
+    from conf.events import EventStreamSettings
+
+    name = f"events-{tmp_path.name}".replace("_", "-")[:200]
+    return EventStreamSettings(kafka_bootstrap=kafka.bootstrap, topic=name, group=f"g-{name}",
+                               partitions=3, produce_timeout_s=2.0, retry_s=0.3,
+                               fallback_dir=str(tmp_path / "kafka-fallback"), batch_max_s=5.0)

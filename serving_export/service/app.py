@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from conf.events import EventStreamSettings
 from conf.serving import ServingSettings
 from serving_export.service.errors import install_error_handlers
 from serving_export.service.guard import Guard
@@ -26,15 +27,17 @@ from serving_export.service.state import ServiceState
 
 
 def create_app(settings: ServingSettings, *, store: RealtimeStore | None = None,
-               spool: EventSpool | None = None) -> FastAPI:
+               spool: EventSpool | None = None,
+               stream: EventStreamSettings | None = None) -> FastAPI:
     """Build the service for ``settings`` (the release is loaded by a background task).
 
     Args:
         settings: serving settings (releases root, limits, store, spool, API key).
         store: a real-time store to use instead of the one the settings describe.
         spool: an event spool to use instead of ``settings.spool_dir``.
+        stream: event stream settings; with ``kafka_bootstrap``, events go to Kafka.
     """
-    state = ServiceState(settings, store, spool)
+    state = ServiceState(settings, store, spool, stream)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

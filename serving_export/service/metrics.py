@@ -63,6 +63,9 @@ class Metrics:
                                 "(real-time store unavailable)", ["endpoint"], registry=r)
         self.events = Counter("recpipe_events_accepted", "Events durably spooled",
                               ["event_type"], registry=r)
+        self.event_paths = Counter("recpipe_event_paths", "Accepted events by where they "
+                                   "were held: kafka, spool (broker unavailable), drained "
+                                   "(spool to kafka)", ["path"], registry=r)
         self.reloads = Counter("recpipe_release_reloads", "Releases loaded", registry=r)
         self.reload_failures = Counter("recpipe_release_reload_failures",
                                        "Releases refused at load (kept serving the old one)",

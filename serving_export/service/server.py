@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--releases-root", help="releases folder (default: serving.releases_root)")
     parser.add_argument("--redis-url", help="real-time store (default: serving.redis_url)")
     parser.add_argument("--spool-dir", help="event spool folder (default: serving.spool_dir)")
+    parser.add_argument("--kafka-bootstrap",
+                        help="produce events to Kafka (default: events.kafka_bootstrap)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"])
     return parser
@@ -43,7 +45,8 @@ def app_from_environment() -> Any:
     in the environment (``uvicorn`` calls this factory in every worker)."""
     from serving_export.service.app import create_app
 
-    return create_app(load_settings().serving)
+    settings = load_settings()
+    return create_app(settings.serving, stream=settings.events)
 
 
 def main(argv: list[str]) -> int:
@@ -56,7 +59,8 @@ def main(argv: list[str]) -> int:
         "spool_dir": args.spool_dir and str(Path(args.spool_dir).resolve()),
     }.items() if v is not None}
     try:
-        settings = load_settings(overrides={"serving": overrides})
+        stream = {"kafka_bootstrap": args.kafka_bootstrap} if args.kafka_bootstrap else {}
+        settings = load_settings(overrides={"serving": overrides, "events": stream})
     except ConfigError as exc:
         print(f"recpipe serve: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +80,8 @@ def main(argv: list[str]) -> int:
     if serving.workers == 1:
         from serving_export.service.app import create_app
 
-        uvicorn.Server(server_config(create_app(serving), serving.host, serving.port,
+        uvicorn.Server(server_config(create_app(serving, stream=settings.events),
+                                     serving.host, serving.port,
                                      log_level=args.log_level)).run()
         return 0
     from uvicorn.supervisors import Multiprocess
@@ -85,6 +90,8 @@ def main(argv: list[str]) -> int:
     # command's options in it; their metrics meet in one folder.
     for key, value in overrides.items():
         os.environ[f"{ENV_PREFIX}{key.upper()}"] = str(value)
+    if args.kafka_bootstrap:
+        os.environ["RECPIPE_EVENTS__KAFKA_BOOTSTRAP"] = args.kafka_bootstrap
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
                           tempfile.mkdtemp(prefix="recpipe-metrics-"))
     config = server_config(f"{__name__}:app_from_environment", serving.host, serving.port,

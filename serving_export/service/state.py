@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from conf.errors import ReleaseError
+from conf.events import EventStreamSettings
 from conf.serving import ServingSettings
 from serving_export.release.publish import current_release
 from serving_export.release.reader import Release
@@ -16,6 +17,7 @@ from serving_export.service.metrics import Metrics
 from serving_export.service.realtime import RealtimeStore, make_store
 from serving_export.service.recommend import Blend
 from serving_export.service.spool import EventSpool, GroupCommitSpool
+from serving_export.service.stream import EventStream
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +29,12 @@ class ServiceState:
         settings: the serving settings.
         store: real-time store (default: from settings).
         spool: event spool (default: from settings).
+        stream: the event stream settings; with ``kafka_bootstrap`` set, events go to Kafka
+            (the fallback spool when the broker cannot take them) instead of the spool.
     """
 
     def __init__(self, settings: ServingSettings, store: RealtimeStore | None = None,
-                 spool: EventSpool | None = None):
+                 spool: EventSpool | None = None, stream: EventStreamSettings | None = None):
         self.settings = settings
         self.root = Path(settings.releases_root)
         self.store = store if store is not None else make_store(settings)
@@ -44,6 +48,22 @@ class ServiceState:
         key = settings.api_key.get_secret_value() if settings.api_key else None
         self.api_key: bytes | None = key.encode() if key else None
         self._task: asyncio.Task | None = None
+        self.stream_settings = stream if stream is not None and stream.kafka_bootstrap else None
+        self.stream: EventStream | None = None
+
+    async def record_events(self, records: list[dict]) -> str:
+        """Hold accepted events durably (Kafka, else the spool); return where they went.
+
+        Raises:
+            SpoolError: they could not be recorded durably anywhere.
+        """
+        if self.stream_settings is None:
+            await self.event_spool().append(records)
+            return "spool"
+        if self.stream is None:
+            self.stream = EventStream(self.stream_settings,
+                                      lambda path, n: self.metrics.event_paths.labels(path).inc(n))
+        return await self.stream.publish(records)
 
     def event_spool(self) -> GroupCommitSpool:
         """The spool, opened on first use (so a read-only replica needs no spool folder)."""
@@ -111,3 +131,5 @@ class ServiceState:
         await self.store.close()
         if self._spool is not None:
             self._spool.close()
+        if self.stream is not None:
+            await asyncio.to_thread(self.stream.close)

@@ -67,7 +67,7 @@ def add_routes(app: FastAPI, state: ServiceState, settings: ServingSettings) -> 
             interactions_.append(Interaction(ev.user_id, ev.item_id, ts.timestamp(),
                                              ev.event_type not in NEGATIVE_EVENTS))
         try:
-            await state.event_spool().append(records)
+            await state.record_events(records)
         except (SpoolError, OSError) as exc:
             logger.error("spool write failed: %s", exc)
             raise ApiError(503, "spool_unavailable",
