@@ -17,6 +17,8 @@ BENCHES = {
     "ann-layouts": ("bench.ann_layouts", "FAISS layouts: bytes/vector, recall@100, ms/query"),
     "similar": ("bench.similar", "similar items of a 37k-item catalogue: build, serve, memory"),
     "scale": ("bench.scale", "the nightly's cost per task over a ladder of data sizes"),
+    "events": ("bench.events", "events through Kafka while consumer, broker and service are "
+                               "killed: lost, duplicates, events/s vs the file spool"),
     "serve": ("bench.serve", "lookup service latency/throughput vs /healthz and Redis GET"),
 }
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -49,7 +51,8 @@ def ensure_topic(cfg: EventStreamSettings, timeout_s: float = 30.0) -> bool:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap,
+                         "logger": logging.getLogger("recpipe.kafka")})
     try:
         if cfg.topic in admin.list_topics(timeout=timeout_s).topics:
             return False
@@ -89,8 +92,11 @@ class Batch:
         return f"events-{digest}.jsonl"
 
 
-def next_batch(consumer: Any, cfg: EventStreamSettings, idle_s: float | None) -> Batch | None:
-    """Poll until a batch closes; None when nothing arrived within ``idle_s`` seconds."""
+def next_batch(consumer: Any, cfg: EventStreamSettings, idle_s: float | None,
+               assigned: list[float] | None = None) -> Batch | None:
+    """Poll until a batch closes; None when nothing arrived within ``idle_s`` seconds of
+    holding partitions (``assigned[0]``: when the group last gave this consumer its
+    partitions; the wait for a rebalance does not count as idle)."""
     values: list[bytes] = []
     first: dict[int, int] = {}
     last: dict[int, int] = {}
@@ -110,11 +116,36 @@ def next_batch(consumer: Any, cfg: EventStreamSettings, idle_s: float | None) ->
             last_event = now
             started = now if started is None else started
         if started is None:
-            if idle_s is not None and now - waiting_since >= idle_s:
+            since = max(waiting_since, assigned[0]) if assigned else waiting_since
+            if idle_s is not None and now - since >= idle_s:
                 return None
         elif now - last_event >= QUIET_S or now - started >= cfg.batch_max_s:
             break
     return Batch(values, last, first)
+
+
+def staging_dir(settings: Settings) -> Path:
+    """This process's folder for the batch being ingested (``<work_dir>/consume/<pid>``).
+    Folders of consumers that are gone are removed: their batches were never committed, so
+    the topic gives those events again."""
+    root = Path(settings.resolve(settings.work_dir)) / "consume"
+    for folder in root.glob("*"):
+        if folder.name.isdigit() and int(folder.name) != os.getpid() and not _alive(
+                int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = root / str(os.getpid())
+    mine.mkdir(parents=True, exist_ok=True)
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -127,9 +158,15 @@ class ConsumeReport:
 
 
 def consume(spark: Any, settings: Settings, ds: str | None, idle_s: float | None,
-            max_batches: int | None = None) -> ConsumeReport:
+            max_batches: int | None = None, instance: str | None = None) -> ConsumeReport:
     """Ingest batches from the topic until it is idle for ``idle_s`` (None: forever) or
-    ``max_batches`` were ingested; see the module docstring."""
+    ``max_batches`` were ingested; see the module docstring.
+
+    ``instance`` makes the consumer a static member of the group (``group.instance.id``): a
+    consumer restarted under the same name takes its partitions back at once instead of
+    waiting for the dead one's session to expire (and a second live one of that name is
+    fenced).
+    """
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     from jobs.ingest import ingest_source
@@ -143,15 +180,22 @@ def consume(spark: Any, settings: Settings, ds: str | None, idle_s: float | None
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "max.poll.interval.ms": 3_600_000,  # one batch's ingest may take minutes
+        "session.timeout.ms": 10_000,  # a dead consumer's partitions move on after 10 s
+        "heartbeat.interval.ms": 3_000,
         "logger": logging.getLogger("recpipe.kafka"),
+        **({"group.instance.id": instance} if instance else {}),
     })
-    consumer.subscribe([cfg.topic])
-    staging = Path(settings.resolve(settings.work_dir)) / "consume"
-    staging.mkdir(parents=True, exist_ok=True)
+    assigned = [float("inf")]  # not yet: the first rebalance does not count as idle
+
+    def on_assign(_consumer: Any, _partitions: Any) -> None:
+        assigned[0] = time.monotonic()
+
+    consumer.subscribe([cfg.topic], on_assign=on_assign)
+    staging = staging_dir(settings)
     report = ConsumeReport()
     try:
         while max_batches is None or report.batches < max_batches:
-            batch = next_batch(consumer, cfg, idle_s)
+            batch = next_batch(consumer, cfg, idle_s, assigned)
             if batch is None:
                 break
             path = staging / batch.name(cfg.topic)
@@ -177,6 +221,7 @@ def consume(spark: Any, settings: Settings, ds: str | None, idle_s: float | None
                      summary.quarantined)
     finally:
         consumer.close()
+        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
@@ -188,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop once no event arrived for S seconds (default: run forever)")
     parser.add_argument("--max-batches", type=int, help="stop after this many batches")
     parser.add_argument("--kafka-bootstrap", help="brokers (default: events.kafka_bootstrap)")
+    parser.add_argument("--instance", help="static member name in the consumer group: a "
+                        "restart under the same name resumes at once (one live consumer per "
+                        "name)")
     parser.add_argument("--create-topic", action="store_true",
                         help="only create the topic if it is missing, then exit")
     add_common_args(parser)
@@ -206,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from jobs.spark import get_spark
 
-    report = consume(get_spark(settings), settings, args.ds, args.until_idle, args.max_batches)
+    report = consume(get_spark(settings), settings, args.ds, args.until_idle, args.max_batches,
+                     args.instance)
     print("consume " + " ".join(f"{k}={v}" for k, v in asdict(report).items()))
     return 0

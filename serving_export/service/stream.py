@@ -28,7 +28,13 @@ from typing import Any
 
 from conf.errors import SpoolError
 from conf.events import EventStreamSettings
-from serving_export.service.spool import COLUMNS, EventSpool, GroupCommitSpool, read_spool
+from serving_export.service.spool import (
+    COLUMNS,
+    EventSpool,
+    GroupCommitSpool,
+    _pid_alive,
+    read_spool,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +45,6 @@ FALLBACK_ROTATE_BYTES = 16 * 1024 * 1024
 def encode(record: Mapping[str, Any]) -> bytes:
     """One event as the topic carries it: the spool's JSON line, without the newline."""
     return json.dumps({k: record.get(k) for k in COLUMNS}, separators=(",", ":")).encode()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EventStream:
@@ -111,29 +107,40 @@ class EventStream:
             self.on_path("spool", len(records))
             return "spool"
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in records]
+        done = loop.create_future()
+        errors: list[Any] = [None] * len(records)
+        left = [len(records)]
+        lock = threading.Lock()
 
-        def delivered(fut: asyncio.Future) -> Any:
-            def callback(err: Any, _msg: Any) -> None:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(err))
-            return callback
+        def finish() -> None:
+            if not done.done():
+                done.set_result(None)
 
-        for record, fut in zip(records, futures, strict=True):
+        def arrived(k: int, err: Any) -> None:  # in the poll thread: only the last one
+            errors[k] = err                     # wakes the event loop
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                loop.call_soon_threadsafe(finish)
+
+        for k, record in enumerate(records):
             try:
                 self.producer.produce(self.cfg.topic, encode(record),
                                       str(record["user_id"]).encode(),
-                                      on_delivery=delivered(fut))
+                                      on_delivery=lambda err, _msg, k=k: arrived(k, err))
             except Exception as exc:  # BufferError (queue full) or KafkaException
-                fut.set_result(exc)
-        done, _ = await asyncio.wait(futures, timeout=self.cfg.produce_timeout_s + 1.0)
-        failed = [r for r, fut in zip(records, futures, strict=True)
-                  if fut not in done or fut.result() is not None]
+                arrived(k, exc)
+        try:
+            await asyncio.wait_for(done, self.cfg.produce_timeout_s + 1.0)
+            failed = [r for r, err in zip(records, errors, strict=True) if err is not None]
+        except TimeoutError:  # no delivery report in time: spool them all
+            failed = list(records)
         if not failed:
             self.on_path("kafka", len(records))
             return "kafka"
         self._mark_down()
-        err = next((f.result() for f in futures if f in done and f.result() is not None),
-                   "timeout")
+        err = next((e for e in errors if e is not None), "no delivery report in time")
         logger.warning("kafka did not take %d of %d events (%s); spooled", len(failed),
                        len(records), err)
         await self.fallback.append(failed)
