@@ -8,7 +8,11 @@ from pydantic import Field
 
 from conf.types import Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Section
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "skip")
+NEGATIVE_FEEDBACK = ("hide", "not_interested", "dislike")
+"""Event types by which a user says no to an item: suppressed at once in the service, kept
+in the release's per-user block list (never shown to that user again), a veto on the
+(user, item) pair in the training matrix, and a negative label for the ranker."""
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "skip", *NEGATIVE_FEEDBACK)
 
 
 class IngestSettings(Section):
@@ -36,9 +40,12 @@ class MatrixSettings(Section):
         default_factory=lambda: {
             "view": 0.5, "click": 1.0, "add_to_cart": 3.0,
             "purchase": 5.0, "rating": 1.0, "skip": -1.0,
+            "hide": -5.0, "not_interested": -5.0, "dislike": -5.0,
         }
     )
-    """Base weight per event type (negative weights push confidence down)."""
+    """Base weight per event type (negative weights push confidence down). A pair with any
+    negative feedback (``hide``, ``not_interested``, ``dislike``) is left out of the matrix
+    whatever its sum: the user said no to that item."""
     rating_center: float = 2.5
     """A rating contributes ``(value - rating_center)`` times its weight; low ratings count
     as negative evidence."""

@@ -181,23 +181,25 @@ def fold_vectors(item_vecs: np.ndarray, user_items: sp.csr_matrix, als: AlsSetti
     return vectors, has
 
 
-def merge_purchased(previous: Mapping[str, Sequence[str]], new: pa.Table
-                    ) -> dict[str, list[str]]:
-    """Purchased items per user: ``previous`` lists plus the purchases among ``new`` events.
+def merge_purchased(previous: Mapping[str, Sequence[str]], new: pa.Table,
+                    types: Collection[str] = ("purchase",)) -> dict[str, list[str]]:
+    """Items per user: ``previous`` lists plus the items of ``new`` events of ``types``
+    (purchases; or the negative feedback types for the block list).
 
     Args:
-        previous: user -> items the base release records as purchased.
+        previous: user -> items the base release records (as purchased, or blocked).
         new: events with ``user_id, item_id, event_type``.
+        types: the event types that add an item.
 
     Returns:
         user -> distinct items (previous ones first, then new ones in event order), for every
-        user of ``previous`` and every user with a new purchase.
+        user of ``previous`` and every user with a new such event.
     """
     out = {user: list(dict.fromkeys(items)) for user, items in previous.items()}
     for user, item, etype in zip(new.column("user_id").to_pylist(),
                                  new.column("item_id").to_pylist(),
                                  new.column("event_type").to_pylist(), strict=True):
-        if etype == "purchase":
+        if etype in types:
             items = out.setdefault(user, [])
             if item not in items:
                 items.append(item)

@@ -9,7 +9,9 @@ recency. For each event::
     confidence += w * 0.5 ** (age_days / half_life_days)
 
 where ``age_days`` is measured from the end of ``ds``. Pairs whose confidence is at or below
-``min_confidence`` are left out (a low rating or a skip is negative evidence).
+``min_confidence`` are left out (a low rating or a skip is negative evidence), and so is every
+pair with negative feedback (``hide``, ``not_interested``, ``dislike``): the user said no, so
+the next model no longer learns that item as one of theirs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pyspark.sql import functions as F
 
 from algorithms.window import dates_between, training_window
 from conf import Settings
-from conf.pipeline import MatrixSettings
+from conf.pipeline import NEGATIVE_FEEDBACK, MatrixSettings
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
 from jobs.spark import exact_sum
@@ -62,10 +64,11 @@ def transform(interactions: DataFrame, cfg: MatrixSettings, ds: str) -> DataFram
         / 86400.0
     decay = F.pow(F.lit(0.5), age_days / cfg.half_life_days)
     scored = interactions.withColumn("w", event_weight(cfg) * decay)
+    said_no = F.col("event_type").isin(*NEGATIVE_FEEDBACK).cast("int")
     return (scored.groupBy("user_id", "item_id")
             .agg(exact_sum("w").alias("confidence"), F.count(F.lit(1)).alias("n_events"),
-                 F.max("ts").alias("last_ts"))
-            .where(F.col("confidence") > cfg.min_confidence)
+                 F.max("ts").alias("last_ts"), F.max(said_no).alias("_said_no"))
+            .where((F.col("confidence") > cfg.min_confidence) & (F.col("_said_no") == 0))
             .withColumn("ds", F.lit(ds))
             .select(*TRAINING_MATRIX.schema.names))
 

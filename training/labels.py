@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from algorithms.window import training_window
 from conf import Settings
+from conf.pipeline import NEGATIVE_FEEDBACK
 from conf.ranker import RankerSettings
 from jobs.tables import (
     LABEL_COLUMN,
@@ -78,8 +79,9 @@ def positive_pairs(events: DataFrame, cfg: RankerSettings) -> DataFrame:
         cfg: ``label_event_weights`` (positive types and weights), ``label_min_rating``.
 
     Returns:
-        ``user_id, item_id, weight``: one row per pair with a positive event; the weight is
-        the largest of its positive events' type weights.
+        ``user_id, item_id, weight``: one row per pair with a positive event and no negative
+        feedback (a pair the user hid or disliked in the window is a negative however it was
+        clicked); the weight is the largest of its positive events' type weights.
     """
     if not cfg.label_event_weights:
         return events.select("user_id", "item_id", F.lit(1.0).alias(WEIGHT_COLUMN)).limit(0)
@@ -88,9 +90,12 @@ def positive_pairs(events: DataFrame, cfg: RankerSettings) -> DataFrame:
         weight = F.when(F.col("event_type") == event_type, F.lit(float(w))).otherwise(weight)
     rating_ok = (F.col("event_type") != "rating") | (
         F.col("value").isNotNull() & (F.col("value") >= cfg.label_min_rating))
+    said_no = (events.where(F.col("event_type").isin(*NEGATIVE_FEEDBACK))
+               .select("user_id", "item_id").distinct())
     return (events.where(rating_ok).select("user_id", "item_id", weight.alias("w"))
             .where(F.col("w").isNotNull())
-            .groupBy("user_id", "item_id").agg(F.max("w").alias(WEIGHT_COLUMN)))
+            .groupBy("user_id", "item_id").agg(F.max("w").alias(WEIGHT_COLUMN))
+            .join(said_no, ["user_id", "item_id"], "left_anti"))
 
 
 def label_candidates(candidates: DataFrame, positives: DataFrame,

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from algorithms.segments import ALL
 from conf import Settings
 from conf.errors import EmptyInput
+from conf.pipeline import NEGATIVE_FEEDBACK
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
@@ -52,11 +53,16 @@ def release_id(ds: str, table_versions: dict[str, int | None]) -> str:
     return f"{ds}-{hashlib.sha256(key).hexdigest()[:8]}"
 
 
+def items_by_user(events: pa.Table, types: tuple[str, ...], name: str) -> pa.Table:
+    """``user_id, <name>`` (list of distinct item ids) from interaction rows of ``types``."""
+    rows = events.filter(pc.is_in(events.column("event_type"), pa.array(types, pa.string())))
+    grouped = rows.group_by("user_id").aggregate([("item_id", "distinct")])
+    return grouped.rename_columns(["user_id", name])
+
+
 def purchased_by_user(events: pa.Table) -> pa.Table:
     """``user_id, purchased`` (list of item ids) from interaction rows of type purchase."""
-    bought = events.filter(pc.equal(events.column("event_type"), "purchase"))
-    grouped = bought.group_by("user_id").aggregate([("item_id", "distinct")])
-    return grouped.rename_columns(["user_id", "purchased"])
+    return items_by_user(events, ("purchase",), "purchased")
 
 
 def read_verdict(lake: Lake, ds: str) -> tuple[GateVerdict, dict[str, float]]:
@@ -130,14 +136,19 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     bought = purchased_by_user(events)
     bought_of = dict(zip(bought.column("user_id").to_pylist(),
                          bought.column("purchased").to_pylist(), strict=True))
+    said_no = items_by_user(events, NEGATIVE_FEEDBACK, "blocked")
+    blocked_of = dict(zip(said_no.column("user_id").to_pylist(),
+                          said_no.column("blocked").to_pylist(), strict=True))
     seg_of = dict(zip(seg.column("user_id").to_pylist(), seg.column("segment").to_pylist(),
                       strict=True))
-    everyone = sorted(set(seg_of) | set(bought_of))
+    everyone = sorted(set(seg_of) | set(bought_of) | set(blocked_of))
     user_table = pa.table({
         "user_id": pa.array(everyone, pa.string()),
         "segment": pa.array([seg_of.get(u) for u in everyone], pa.string()),
         "purchased": pa.array([bought_of.get(u) or [] for u in everyone],
                               pa.list_(pa.string())),
+        "blocked": pa.array([blocked_of.get(u) or [] for u in everyone],
+                            pa.list_(pa.string())),
     })
     user_emb = Embeddings.from_table(lake.read_arrow("gold/user_embeddings", [ds]))
     item_emb_t = lake.read_arrow("gold/item_embeddings", [ds])

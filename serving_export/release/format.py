@@ -11,7 +11,9 @@ of ``manifest.json``, written last) and these files, every array a ``.npy`` read
   given; ``meta.arrow`` (item_id, title, categories, available, boost) for people and tools.
 - ``users/``: ``ids.npy`` (U,) sorted bytes ids; ``segment.npy`` (U,) int32 code into
   ``vocab.user_segments`` (-1 none); ``purchased_offsets.npy`` (U+1,) int64 and
-  ``purchased_items.npy`` int32 item rows; ``vectors.npy`` (U, D), ``has_vector.npy`` (U,).
+  ``purchased_items.npy`` int32 item rows; ``blocked_offsets.npy`` and ``blocked_items.npy``
+  the same for items the user hid or disliked (negative feedback; never shown to them);
+  ``vectors.npy`` (U, D), ``has_vector.npy`` (U,).
 - ``topn/<surface>/``: ``offsets.npy`` (U+1,) int64, ``items.npy`` int32 item rows,
   ``scores.npy`` float32, ``sources.npy`` uint32 bit mask over ``vocab.sources``.
 - ``similar/``: ``offsets.npy`` (I+1,), ``items.npy``, ``scores.npy``.

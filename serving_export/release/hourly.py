@@ -33,6 +33,7 @@ import pyarrow as pa
 from algorithms.window import dates_between
 from conf import Settings
 from conf.errors import FoldInError, ReleaseNotFound
+from conf.pipeline import NEGATIVE_FEEDBACK
 from jobs.cli_common import parse_ds, parse_hour
 from jobs.foldin import changed_users, hour_window, merge_purchased, recent_items, release_id
 from jobs.lake import Lake
@@ -211,6 +212,9 @@ def run(spark: SparkSession, settings: Settings, ds: str, hour: int, parent_id: 
         previous = {u: [rel.item_id(int(r)) for r in rel.purchased(rel.user_row(u))]
                     for u in users}
         purchased = merge_purchased(previous, fresh)
+        blocked = merge_purchased(
+            {u: [rel.item_id(int(r)) for r in rel.blocked_rows(rel.user_row(u))]
+             for u in users}, fresh, NEGATIVE_FEEDBACK)
         folded = [u for u, ok in zip(users, has, strict=True) if ok]
         data = ReleaseData(
             ds=ds,
@@ -220,7 +224,9 @@ def run(spark: SparkSession, settings: Settings, ds: str, hour: int, parent_id: 
             users=pa.table({"user_id": pa.array(users, pa.string()),
                             "segment": pa.array([segments.get(u) for u in users], pa.string()),
                             "purchased": pa.array([purchased.get(u, []) for u in users],
-                                                  pa.list_(pa.string()))}),
+                                                  pa.list_(pa.string())),
+                            "blocked": pa.array([blocked.get(u, []) for u in users],
+                                                pa.list_(pa.string()))}),
             user_embeddings=(Embeddings(ids=folded, vectors=np.asarray(vectors)[has])
                              if folded else None),
             model_versions={**(parent.get("model_versions") or {}),

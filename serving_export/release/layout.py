@@ -139,6 +139,38 @@ def write_popular(files: ReleaseFiles, table: pa.Table, item_ids: np.ndarray) ->
     return vocab
 
 
+def _user_item_lists(files: ReleaseFiles, has: Any, name: str, table: pa.Table | None,
+                     rows: np.ndarray | None, prow: np.ndarray, ids: np.ndarray,
+                     item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and item rows of the per-user list ``name`` (``purchased``, ``blocked``): the
+    parent's lists, with those of the users in ``table`` replaced when it has the column."""
+    n = len(ids)
+    if has(f"users/{name}_offsets.npy"):
+        parent = (files.parent_array(f"users/{name}_offsets.npy"),
+                  {"items": files.parent_array(f"users/{name}_items.npy")})
+    else:
+        parent = (np.zeros(1, dtype=np.int64), {"items": np.zeros(0, dtype=np.int32)})
+    take = prow.copy()
+    if table is not None and rows is not None and name in table.column_names:
+        col = pc.cast(table.column(name).combine_chunks(), pa.list_(pa.string()))
+        lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(col)
+        item_rows = lookup_rows(item_ids, encode_ids(flat.to_pylist())) if len(
+            flat) else np.zeros(0, dtype=np.int64)
+        keep = item_rows >= 0
+        owner = np.repeat(np.arange(len(rows)), lengths)[keep]
+        if (~keep).any():
+            logger.info("users.%s: %d unknown item(s) dropped", name, int((~keep).sum()))
+        upd_off = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=len(rows)), out=upd_off[1:])
+        upd = (upd_off, {"items": item_rows[keep].astype(np.int32)})
+        parent = rb.concat_csr(rb.gather_csr(parent[0], parent[1], prow), upd)
+        take = np.arange(n, dtype=np.int64)
+        take[rows] = n + np.arange(len(rows))
+    off, vals = rb.gather_csr(parent[0], parent[1], take)
+    return off, vals["items"]
+
+
 def write_user_side(files: ReleaseFiles, data: ReleaseData, tables: dict[str, pa.Table],
                item_ids: np.ndarray, parent: dict | None) -> dict[str, Any]:
     """Write ``users/`` and ``topn/``: the parent's users updated by the given tables."""
@@ -159,18 +191,13 @@ def write_user_side(files: ReleaseFiles, data: ReleaseData, tables: dict[str, pa
     known = prow >= 0
     files.save("users/ids.npy", ids)
 
-    # Segment and purchased items: parent values, replaced for users in the users table.
+    # Segments: parent values, replaced for users in the users table.
     seg_vocab = list(pvocab.get("user_segments", []))
     segment = np.full(n, -1, dtype=np.int32)
     if has("users/segment.npy"):
         segment[known] = files.parent_array("users/segment.npy")[prow[known]]
-    if has("users/purchased_offsets.npy"):
-        p_pur = (files.parent_array("users/purchased_offsets.npy"),
-                 {"items": files.parent_array("users/purchased_items.npy")})
-    else:
-        p_pur = (np.zeros(1, dtype=np.int64), {"items": np.zeros(0, dtype=np.int32)})
-    pur_rows = prow.copy()
     table = tables.get("users")
+    rows = None
     if table is not None:
         rows = rb.rows_of(table.column("user_id"), ids, "users.user_id")
         if len(np.unique(rows)) != len(rows):
@@ -182,26 +209,13 @@ def write_user_side(files: ReleaseFiles, data: ReleaseData, tables: dict[str, pa
                     seg_vocab.append(name)
             code = {name: i for i, name in enumerate(seg_vocab)}
             segment[rows] = np.array([code[s] if s else -1 for s in seg], dtype=np.int32)
-        if "purchased" in table.column_names:
-            col = pc.cast(table.column("purchased").combine_chunks(), pa.list_(pa.string()))
-            lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
-            flat = pc.list_flatten(col)
-            item_rows = lookup_rows(item_ids, encode_ids(flat.to_pylist())) if len(
-                flat) else np.zeros(0, dtype=np.int64)
-            keep = item_rows >= 0
-            owner = np.repeat(np.arange(len(rows)), lengths)[keep]
-            if (~keep).any():
-                logger.info("users.purchased: %d unknown item(s) dropped", int((~keep).sum()))
-            upd_off = np.zeros(len(rows) + 1, dtype=np.int64)
-            np.cumsum(np.bincount(owner, minlength=len(rows)), out=upd_off[1:])
-            upd = (upd_off, {"items": item_rows[keep].astype(np.int32)})
-            p_pur = rb.concat_csr(rb.gather_csr(p_pur[0], p_pur[1], prow), upd)
-            pur_rows = np.arange(n, dtype=np.int64)
-            pur_rows[rows] = n + np.arange(len(rows))
-    pur_off, pur_vals = rb.gather_csr(p_pur[0], p_pur[1], pur_rows)
     files.save("users/segment.npy", segment)
-    files.save("users/purchased_offsets.npy", pur_off)
-    files.save("users/purchased_items.npy", pur_vals["items"])
+    # Per-user item lists (bought; blocked by negative feedback): parent lists, replaced
+    # for the users in the users table that carry the column.
+    for name in ("purchased", "blocked"):
+        off, vals = _user_item_lists(files, has, name, table, rows, prow, ids, item_ids)
+        files.save(f"users/{name}_offsets.npy", off)
+        files.save(f"users/{name}_items.npy", vals)
 
     # Vectors: parent rows, replaced for users in user_embeddings.
     if has("users/vectors.npy") or data.user_embeddings is not None:

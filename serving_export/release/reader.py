@@ -149,6 +149,11 @@ class Release:
         self.user_segment = _map(p / "users/segment.npy")
         self.purchased_offsets = _map(p / "users/purchased_offsets.npy")
         self.purchased_items = _map(p / "users/purchased_items.npy")
+        has_blocked = (p / "users/blocked_offsets.npy").is_file()  # older releases: none
+        self.blocked_offsets = (_map(p / "users/blocked_offsets.npy") if has_blocked
+                                else np.zeros(len(self.user_ids) + 1, dtype=np.int64))
+        self.blocked_items = (_map(p / "users/blocked_items.npy") if has_blocked
+                              else np.zeros(0, dtype=np.int32))
         self._topn = {
             s: tuple(_map(p / f"topn/{s}/{k}.npy") for k in ("offsets", "items", "scores",
                                                               "sources"))
@@ -317,6 +322,13 @@ class Release:
             return []
         offsets, items = self._purchased_views
         return items[offsets[user_row]:offsets[user_row + 1]].tolist()
+
+    def blocked_rows(self, user_row: int) -> list[int]:
+        """Item rows the user hid, marked not interested or disliked (never shown again)."""
+        if user_row < 0:
+            return []
+        start, end = int(self.blocked_offsets[user_row]), int(self.blocked_offsets[user_row + 1])
+        return self.blocked_items[start:end].tolist() if end > start else []
 
     def similar(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """An item's similar items: item rows (int32) and scores (float32), best first."""

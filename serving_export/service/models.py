@@ -15,7 +15,8 @@ MAX_ID = 128
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ID_PATTERN)]
-EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "skip"]
+EventType = Literal["view", "click", "add_to_cart", "purchase", "rating", "skip", "hide",
+                    "not_interested", "dislike"]
 Source = Literal["personalized", "ann", "popular", "similar", "reranked"]
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from conf.errors import StoreUnavailable
+from conf.pipeline import NEGATIVE_FEEDBACK
 from serving_export.service.resp import RespClient, RespError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-NEGATIVE_EVENTS = frozenset({"skip"})
+NEGATIVE_EVENTS = frozenset({"skip", *NEGATIVE_FEEDBACK})
 """Event types that hide an item but do not seed the similar-items blend."""
 
 

@@ -149,3 +149,12 @@ def test_backfill_gives_a_user_without_new_rows_the_parent_list_minus_blocked_it
     assert rows == [("a", "i1", 1, ["ann"]), ("a", "i2", 2, ["popular"]),
                     ("b", "i3", 1, ["ann"]), ("b", "i5", 2, ["covis"])]
     assert backfill_lists(lists, ["a"], previous, {}) is lists
+
+
+def test_block_lists_grow_with_the_hours_negative_feedback_only():
+    fresh = _events([("u", "i3", "hide", "2024-03-05T08:00:00"),
+                     ("u", "i4", "click", "2024-03-05T08:20:00"),
+                     ("u", "i1", "dislike", "2024-03-05T08:25:00"),
+                     ("n", "i2", "not_interested", "2024-03-05T08:30:00")])
+    got = merge_purchased({"u": ["i1"]}, fresh, ("hide", "not_interested", "dislike"))
+    assert got == {"u": ["i1", "i3"], "n": ["i2"]}

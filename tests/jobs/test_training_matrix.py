@@ -37,3 +37,20 @@ def test_confidence_weighs_types_ratings_dwell_and_recency(spark):
     assert math.isclose(out[("u1", "b")].confidence, 1.0)
     assert math.isclose(out[("u1", "c")].confidence, 1.5)
     assert out[("u1", "a")].ds == ds
+
+
+def test_negative_feedback_vetoes_the_pair_however_much_it_was_clicked(spark):
+    cfg = MatrixSettings(half_life_days=1000.0)
+    ds = "2024-01-10"
+    rows = [("u1", "a", "click", None, _ts("2024-01-09T00:00:00")) for _ in range(5)]
+    rows += [("u1", "a", "purchase", None, _ts("2024-01-09T01:00:00")),
+             ("u1", "a", "hide", None, _ts("2024-01-10T00:00:00")),          # said no to a
+             ("u1", "b", "click", None, _ts("2024-01-09T00:00:00")),
+             ("u2", "a", "click", None, _ts("2024-01-09T00:00:00")),          # u2 did not
+             ("u2", "b", "click", None, _ts("2024-01-09T00:00:00")),
+             ("u2", "b", "not_interested", None, _ts("2024-01-09T02:00:00")),
+             ("u2", "c", "dislike", None, _ts("2024-01-09T02:00:00"))]
+    df = spark.createDataFrame(rows, "user_id string, item_id string, event_type string, "
+                                     "value double, ts timestamp")
+    out = {(r.user_id, r.item_id) for r in transform(df, cfg, ds).collect()}
+    assert out == {("u1", "b"), ("u2", "a")}

@@ -269,3 +269,17 @@ def test_a_window_builds_examples_for_the_share_of_users_the_budget_reads(spark)
     again = {r[0] for r in users.where(sampled_users(0.25, 1, "2024-06-30")).collect()}
     other = {r[0] for r in users.where(sampled_users(0.25, 1, "2024-07-14")).collect()}
     assert kept == again and kept != other
+
+
+def test_a_pair_the_user_said_no_to_is_not_a_positive_label(spark):
+    from conf.ranker import RankerSettings
+    from training.labels import positive_pairs
+
+    rows = [("u1", "a", "click", None), ("u1", "a", "purchase", None),
+            ("u1", "a", "hide", None), ("u1", "b", "click", None),
+            ("u2", "a", "click", None), ("u2", "c", "dislike", None),
+            ("u2", "d", "add_to_cart", None), ("u2", "d", "not_interested", None)]
+    events = spark.createDataFrame(rows, "user_id string, item_id string, event_type string, "
+                                         "value double")
+    got = {(r.user_id, r.item_id) for r in positive_pairs(events, RankerSettings()).collect()}
+    assert got == {("u1", "b"), ("u2", "a")}
