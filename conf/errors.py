@@ -119,6 +119,11 @@ class PublishError(ReleaseError):
     """``CURRENT`` could not be changed as asked (e.g. nothing to roll back to)."""
 
 
+class PreswapCheckFailed(ReleaseError):
+    """The new release differs from the live one more than ``preswap`` allows; publishing it
+    needs ``--force`` with a reason."""
+
+
 class FaissIndexError(ReleaseError):
     """A sharded FAISS index cannot be written, read or tuned; the message names the index
     and what is wrong."""

@@ -12,6 +12,7 @@ from conf.events import EventStreamSettings
 from conf.gate import GateSettings, MlflowSettings, OfflineEvalSettings
 from conf.index import IndexSettings
 from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
+from conf.preswap import PreswapSettings
 from conf.ranker import RankerSettings
 from conf.recs import CandidateSettings, SimilarSettings, SurfaceSettings, default_surfaces
 from conf.retrieval import ContentSettings, CovisitationSettings, PopularitySettings
@@ -82,6 +83,7 @@ class Settings(Section):
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     offline_eval: OfflineEvalSettings = Field(default_factory=OfflineEvalSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    preswap: PreswapSettings = Field(default_factory=PreswapSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     events: EventStreamSettings = Field(default_factory=EventStreamSettings)

@@ -31,9 +31,22 @@ def collect(settings, ds: str) -> dict:
         "ds": ds, "tasks": tasks, "tables": table_summary(settings),
         "gate": gate_verdict(settings, ds),
         "releases": [{"id": r.release_id, "gate_passed": r.gate_passed,
-                      "complete": r.complete} for r in releases],
+                      "complete": r.complete, "preswap": _preswap(root, r.release_id)}
+                     for r in releases],
         "current": current_release(root) if root.exists() else None,
     }
+
+
+def _preswap(root: Path, release_id: str) -> dict | None:
+    """The release's pre-swap verdict (``passed``, ``reasons``, against which live release),
+    if it was checked."""
+    from serving_export.release.preswap import read_report
+
+    report = read_report(root, release_id)
+    if report is None:
+        return None
+    return {"passed": report["passed"], "live": report["live_id"],
+            "reasons": report["reasons"]}
 
 
 def gate_verdict(settings, ds: str) -> dict | None:
@@ -90,6 +103,11 @@ def render(status: dict) -> str:
         gate = {True: "passed", False: "FAILED", None: "?"}[r["gate_passed"]]
         live = "  <- CURRENT" if r["id"] == status["current"] else ""
         lines.append(f"release {r['id']}  gate {gate}{live}")
+        check = r.get("preswap")
+        if check is not None:
+            verdict = "passed" if check["passed"] else "FAILED (publish blocked)"
+            lines.append(f"  pre-swap vs {check['live']}: {verdict}")
+            lines += [f"    {reason}" for reason in check["reasons"]]
     lines.append(f"CURRENT release: {status['current']}")
     return "\n".join(lines)
 

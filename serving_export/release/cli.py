@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("release_id", nargs="?")
     pub.add_argument("--ds", help="publish the newest complete release built for this date "
                                   "(what the nightly DAG's publish task uses)")
+    pub.add_argument("--force", action="store_true",
+                     help="publish even if the pre-swap checks fail (needs --reason)")
+    pub.add_argument("--reason", help="why a failed release is published anyway (recorded "
+                                      "in the history)")
     back = sub.add_parser("rollback", help="point CURRENT back (default: previous release)")
     back.add_argument("release_id", nargs="?")
     pr = sub.add_parser("prune", help="delete old releases (never CURRENT or rollback target)")
@@ -82,7 +86,12 @@ def run(settings: Settings, root: Path, args: argparse.Namespace) -> int:
             print(json.dumps(manifest, indent=2, sort_keys=True))
     elif args.command == "publish":
         target = args.release_id or release_for_date(root, args.ds)
-        previous, champions = publish_release(settings, root, target)
+        if args.force and not (args.reason or "").strip():
+            raise UsageError("--force needs --reason TEXT: the history records why")
+        if args.reason and not args.force:
+            raise UsageError("--reason is only for --force")
+        previous, champions = publish_release(settings, root, target,
+                                              args.reason.strip() if args.force else None)
         print(f"CURRENT: {previous} -> {target}; champion: {champions or '-'}")
     elif args.command == "rollback":
         previous = current_release(root)
@@ -96,8 +105,9 @@ def run(settings: Settings, root: Path, args: argparse.Namespace) -> int:
               f"kept CURRENT={current_release(root)} rollback={rollback_target(root)}")
     elif args.command == "history":
         for entry in read_history(root):
+            forced = f"  FORCED: {entry['forced']}" if entry.get("forced") else ""
             print(f"{entry.get('at')}  {entry.get('action'):<8}  {entry['release_id']}  "
-                  f"(was {entry.get('previous')})")
+                  f"(was {entry.get('previous')}){forced}")
     elif args.command == "parent":
         return hourly.main_parent(settings, args)
     elif args.command == "hourly":

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from conf import Settings
+from conf.errors import PreswapCheckFailed
 from serving_export.release.format import read_manifest
 from serving_export.release.publish import current_release, publish, rollback
 
@@ -63,17 +64,51 @@ def _switched(settings: Settings, root: Path, target: str, previous: str | None)
         raise
 
 
-def publish_release(settings: Settings, root: str | Path, release_id: str) -> tuple[str | None,
-                                                                                   dict]:
+def publish_release(settings: Settings, root: str | Path, release_id: str,
+                    force_reason: str | None = None) -> tuple[str | None, dict]:
     """Publish ``release_id`` (see :func:`serving_export.release.publish.publish`), then move
     the aliases to its models.
 
+    A nightly release that replaces a live one must first pass the pre-swap checks
+    (:mod:`serving_export.release.preswap`, thresholds in ``preswap``); ``force_reason``
+    publishes it anyway and records the reason in the history.
+
     Returns:
         ``(previous CURRENT, {model: champion version})``.
+
+    Raises:
+        PreswapCheckFailed: a check failed and no ``force_reason`` was given.
     """
     root = Path(root)
-    previous = publish(root, release_id)
+    note = preswap_gate(settings, root, release_id, force_reason)
+    previous = publish(root, release_id, note)
     return previous, _switched(settings, root, release_id, previous)
+
+
+def preswap_gate(settings: Settings, root: Path, release_id: str,
+                 force_reason: str | None) -> dict:
+    """Run the pre-swap checks when they apply; the note for the history entry."""
+    live = current_release(root)
+    if not (root / release_id / "_SUCCESS").is_file():
+        return {}  # not a complete release: publish refuses it with the reason
+    manifest = read_manifest(root / release_id)
+    if (not settings.preswap.enabled or live is None or live == release_id
+            or manifest.get("parent") or (manifest.get("extra") or {}).get("hourly")):
+        return {"forced": force_reason} if force_reason else {}
+    from serving_export.release.preswap import compare
+
+    report = compare(settings, root, release_id, live)
+    note: dict = {"preswap": "passed" if report.passed else "failed"}
+    if report.passed:
+        return note
+    if not force_reason:
+        raise PreswapCheckFailed(
+            f"release {release_id!r} failed the pre-swap checks against {live!r}: "
+            + "; ".join(report.reasons)
+            + " (publish it anyway with --force --reason TEXT)")
+    log.warning("publishing %s despite failed pre-swap checks (%s): %s", release_id,
+                force_reason, "; ".join(report.reasons))
+    return {**note, "forced": force_reason, "preswap_reasons": report.reasons}
 
 
 def rollback_release(settings: Settings, root: str | Path, release_id: str | None = None

@@ -145,7 +145,8 @@ def _append_history(root: Path, entry: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _switch(root: Path, release_id: str, action: str) -> str | None:
+def _switch(root: Path, release_id: str, action: str,
+            note: dict[str, Any] | None = None) -> str | None:
     check_release_id(release_id)
     path = root / release_id
     if not path.is_dir():
@@ -159,14 +160,16 @@ def _switch(root: Path, release_id: str, action: str) -> str | None:
     _write_current(root, release_id)
     _append_history(root, {
         "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "action": action, "release_id": release_id, "previous": previous,
+        "action": action, "release_id": release_id, "previous": previous, **(note or {}),
     })
     logger.info("%s: CURRENT %s -> %s", action, previous, release_id)
     return previous
 
 
-def publish(root: str | Path, release_id: str) -> str | None:
-    """Point ``CURRENT`` at ``release_id``; return the previously live id.
+def publish(root: str | Path, release_id: str, note: dict[str, Any] | None = None
+            ) -> str | None:
+    """Point ``CURRENT`` at ``release_id``; return the previously live id. ``note`` is added
+    to the history entry (e.g. a forced publish's reason).
 
     Raises:
         ValueError: the id is malformed.
@@ -175,7 +178,7 @@ def publish(root: str | Path, release_id: str) -> str | None:
     """
     root = Path(root)
     with _locked(root):
-        return _switch(root, release_id, "publish")
+        return _switch(root, release_id, "publish", note)
 
 
 def rollback(root: str | Path, release_id: str | None = None) -> str:
@@ -199,6 +202,8 @@ def rollback(root: str | Path, release_id: str | None = None) -> str:
         return target
 
 
+PRESWAP_SUFFIX = ".preswap.json"
+"""``<release_id>.preswap.json`` beside a release: its pre-swap report (``preswap.py``)."""
 RUN_SUMMARY_SUFFIX = ".summary.json"
 """``<release_id>.summary.json`` beside a release: the summary of the run that built it
 (``recpipe status --write``); pruned with the release."""
@@ -275,7 +280,8 @@ def prune(root: str | Path, keep: int, *, stale_tmp_s: float = 6 * 3600,
         if not dry_run:
             for name in doomed:
                 shutil.rmtree(root / name)
-                (root / f"{name}{RUN_SUMMARY_SUFFIX}").unlink(missing_ok=True)
+                for suffix in (RUN_SUMMARY_SUFFIX, PRESWAP_SUFFIX):
+                    (root / f"{name}{suffix}").unlink(missing_ok=True)
                 logger.info("pruned %s", name)
         return doomed
 

@@ -72,7 +72,8 @@ def test_the_summary_lies_beside_the_release_and_is_pruned_with_it(tmp_path):
     # the releases of the date, as their manifests say (synthetic releases pass the gate)
     manifest = json.loads((root / "r2" / "manifest.json").read_text())
     assert manifest["gate"]["passed"] is True
-    assert summary["releases"] == [{"id": "r2", "gate_passed": True, "complete": True}]
+    assert summary["releases"] == [{"id": "r2", "gate_passed": True, "complete": True,
+                                    "preswap": None}]
     # a summary file in the releases folder is not taken for a release
     assert [r.release_id for r in list_releases(root)] == ["r1", "r2"]
     write_release(root, "r3", synthetic_release_data(20, 150, topn=10, dim=4, ds=DS))
