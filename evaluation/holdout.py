@@ -10,6 +10,8 @@ rows up to the cutoff. For each user with a positive holdout event:
   ``offline_eval``), nothing else excluded;
 - seen: the items of their training-matrix rows, which the model and the popularity
   baseline never recommend (the candidate stages exclude consumed items themselves);
+- rejected: the items they hid, marked not interested or disliked during the holdout
+  (recommending one counts against a list);
 - slices: ``cold_users`` (no training row), ``heavy_users`` (training items at or above the
   ``heavy_user_quantile`` of training users), ``cold_items`` (the truth restricted to items
   no training row mentions).
@@ -30,6 +32,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from conf.gate import OfflineEvalSettings
+from conf.pipeline import NEGATIVE_FEEDBACK
 from evaluation.metrics_input import PAD
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,9 @@ class Holdout:
         cold_items: (I,) bool, the item has no training row.
         item_users: (I,) int64 distinct training users per item.
         heavy_threshold: the training-items threshold of ``heavy_users``.
+        rejected: binary CSR (U, I) of the items a user said no to during the holdout
+            (``hide``, ``not_interested``, ``dislike``): recommending one counts against a
+            list (the ``said_no`` metric).
     """
 
     user_ids: np.ndarray
@@ -93,6 +99,7 @@ class Holdout:
     cold_items: np.ndarray
     item_users: np.ndarray
     heavy_threshold: float
+    rejected: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -180,6 +187,9 @@ def build_holdout(events: pa.Table, train: pa.Table, catalogue: Iterable[str],
         return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     truth = pair_matrix(upos(pos["user_id"]), items.rows(pos["item_id"]), shape)
+    said_no = events.filter(pc.is_in(events["event_type"],
+                                     value_set=pa.array(NEGATIVE_FEEDBACK, pa.string())))
+    rejected = pair_matrix(upos(said_no["user_id"]), items.rows(said_no["item_id"]), shape)
     train_rows = items.rows(train_item_ids)
     seen = pair_matrix(upos(train_users), train_rows, shape)
     # per-user training counts over ALL training users (for the heavy quantile)
@@ -200,7 +210,8 @@ def build_holdout(events: pa.Table, train: pa.Table, catalogue: Iterable[str],
         user_ids=np.asarray(users, dtype=object), items=items, truth=truth, seen=seen,
         train_items=train_items, cold_users=train_items == 0,
         heavy_users=(train_items > 0) & (train_items >= threshold),
-        cold_items=item_users == 0, item_users=item_users, heavy_threshold=threshold)
+        cold_items=item_users == 0, item_users=item_users, heavy_threshold=threshold,
+        rejected=rejected)
 
 
 def padded_lists(user_pos: np.ndarray, item_rows: np.ndarray, order: np.ndarray,

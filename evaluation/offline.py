@@ -44,8 +44,13 @@ from evaluation.holdout import (
     positive_events,
     sample_users,
 )
-from evaluation.metrics import RANKING_METRICS, catalogue_coverage, ranking_metrics_per_user
-from evaluation.metrics_input import nan_mean
+from evaluation.metrics import (
+    RANKING_METRICS,
+    catalogue_coverage,
+    hit_gains,
+    ranking_metrics_per_user,
+)
+from evaluation.metrics_input import check_recs, nan_mean
 from jobs.asof import latest_partition_at_or_before
 from jobs.cli_common import add_common_args, parse_ds, settings_from_args
 from jobs.lake import Lake
@@ -158,8 +163,9 @@ def score_stage(stage: str, recs: np.ndarray, holdout: Holdout, ks: Iterable[int
     """Rows ``stage, slice, metric, k, value, users`` for every slice, cutoff and metric.
 
     Ranking metrics are means over the slice's users (:func:`ranking_metrics_per_user`);
-    ``coverage`` (slice ``all`` only) is the catalogue coverage of the lists. A slice
-    without users gets NaN values.
+    ``coverage`` (slice ``all`` only) is the catalogue coverage of the lists and ``said_no``
+    (slice ``all``) the share of slots showing an item the user refused during the holdout
+    (:func:`said_no_share`). A slice without users gets NaN values.
     """
     rows: list[dict[str, Any]] = []
     slices = holdout.slice_truth()
@@ -181,7 +187,22 @@ def score_stage(stage: str, recs: np.ndarray, holdout: Holdout, ks: Iterable[int
             if holdout.items.n_catalogue else float("nan")
         rows.append({"stage": stage, "slice": "all", "metric": "coverage", "k": k,
                      "value": coverage, "users": holdout.n_users})
+        rows.append({"stage": stage, "slice": "all", "metric": "said_no", "k": k,
+                     "value": said_no_share(recs, holdout, k), "users": holdout.n_users})
     return rows
+
+
+def said_no_share(recs: np.ndarray, holdout: Holdout, k: int) -> float:
+    """Share of the top-k slots (over every evaluated user) holding an item the user hid,
+    marked not interested or disliked during the holdout: a list that shows what was
+    refused counts against itself. NaN without users."""
+    if not holdout.n_users:
+        return float("nan")
+    rejected = holdout.rejected
+    if rejected is None or rejected.nnz == 0:
+        return 0.0
+    shown = hit_gains(check_recs(recs), rejected, k) > 0
+    return float(shown.sum() / (holdout.n_users * k))
 
 
 def evaluation_table(rows: list[dict[str, Any]], ds: str, model_version: str,

@@ -339,3 +339,25 @@ def test_sample_users_sorts_distinct_ids_and_samples_in_arrow() -> None:
     picked = sample_users(chunked, 2, seed=7)
     assert len(picked) == 2 and picked == sorted(picked) and set(picked) <= set(ids)
     assert sample_users(ids, 2, seed=7) == picked
+
+
+def test_a_recommended_item_the_user_said_no_to_counts_against_the_list():
+    from evaluation.offline import said_no_share, score_stage
+
+    events = pa.Table.from_pylist([
+        {"user_id": "u1", "item_id": "a2", "event_type": "click", "value": None},
+        {"user_id": "u1", "item_id": "a3", "event_type": "hide", "value": None},
+        {"user_id": "u2", "item_id": "a1", "event_type": "click", "value": None},
+        {"user_id": "u2", "item_id": "b1", "event_type": "dislike", "value": None},
+        {"user_id": "u2", "item_id": "b2", "event_type": "not_interested", "value": None}])
+    train = pa.table({"user_id": ["u1"], "item_id": ["a1"]})
+    holdout = build_holdout(events, train, ITEMS, OfflineEvalSettings(), seed=1)
+    rows = holdout.items.rows
+    # u1 is shown a3 (hidden) and a2; u2 is shown b1 (disliked), a1 and b3
+    recs = np.array([[*rows(["a3", "a2"]), -1], rows(["b1", "a1", "b3"])], dtype=np.int64)
+    assert said_no_share(recs, holdout, 3) == pytest.approx(2 / 6)
+    assert said_no_share(recs, holdout, 1) == pytest.approx(2 / 2)
+    clean = np.array([[*rows(["a2", "a4"]), -1], rows(["a1", "b3", "b4"])], dtype=np.int64)
+    assert said_no_share(clean, holdout, 3) == 0.0
+    row = next(r for r in score_stage("model", recs, holdout, [3]) if r["metric"] == "said_no")
+    assert row["value"] == pytest.approx(1 / 3) and row["users"] == 2
