@@ -44,10 +44,13 @@ class Recent:
     Attributes:
         items: item ids interacted with, most recent first (at most ``recent_items``).
         seeds: item ids of positive interactions, most recent first.
+        refused: item ids the user hid, marked not interested or disliked, most recent
+            first: never shown, whatever the request's filters.
     """
 
     items: tuple[str, ...] = ()
     seeds: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
 
 
 EMPTY = Recent()
@@ -62,6 +65,7 @@ class Interaction:
     item_id: str
     ts: float
     positive: bool
+    refused: bool = False
 
 
 class RealtimeStore(Protocol):
@@ -108,9 +112,9 @@ class InProcessStore:
             raise ValueError(f"cap ({cap}), max_users ({max_users}) and ttl_s ({ttl_s}) "
                              f"must be positive")
         self.cap, self.ttl_s, self.max_users, self.clock = cap, ttl_s, max_users, clock
-        # user -> (last event time, {item: ts}, {item: ts}); dicts keep time order.
-        self._users: OrderedDict[str, tuple[float, dict[str, float], dict[str, float]]] = (
-            OrderedDict())
+        # user -> (last event time, recent, seeds, refused) as {item: ts} in time order.
+        self._users: OrderedDict[str, tuple[float, dict[str, float], dict[str, float],
+                                            dict[str, float]]] = OrderedDict()
 
     def _get(self, user_id: str) -> Recent:
         entry = self._users.get(user_id)
@@ -119,7 +123,8 @@ class InProcessStore:
         if self.clock() - entry[0] > self.ttl_s:
             del self._users[user_id]
             return EMPTY
-        return Recent(tuple(reversed(entry[1])), tuple(reversed(entry[2])))
+        return Recent(tuple(reversed(entry[1])), tuple(reversed(entry[2])),
+                      tuple(reversed(entry[3])))
 
     async def recent(self, user_id: str) -> Recent:
         return self._get(user_id)
@@ -145,11 +150,13 @@ class InProcessStore:
         for ev in events:
             entry = self._users.pop(ev.user_id, None)
             if entry is None or now - entry[0] > self.ttl_s:
-                entry = (now, {}, {})
+                entry = (now, {}, {}, {})
             self._add(entry[1], ev.item_id, ev.ts, self.cap)
             if ev.positive:
                 self._add(entry[2], ev.item_id, ev.ts, self.cap)
-            self._users[ev.user_id] = (now, entry[1], entry[2])
+            if ev.refused:
+                self._add(entry[3], ev.item_id, ev.ts, self.cap)
+            self._users[ev.user_id] = (now, entry[1], entry[2], entry[3])
         while len(self._users) > self.max_users:
             self._users.popitem(last=False)
 
@@ -161,7 +168,8 @@ class InProcessStore:
 
 
 class RedisStore:
-    """Real-time store in Redis (sorted sets ``<prefix>:r:<user>`` and ``<prefix>:s:<user>``).
+    """Real-time store in Redis (sorted sets ``<prefix>:r:<user>``, ``<prefix>:s:<user>`` and
+    ``<prefix>:n:<user>``: recent items, blend seeds, refused items).
 
     Args:
         url: ``redis://host:port/db``.
@@ -182,8 +190,10 @@ class RedisStore:
         self._client = RespClient(url, timeout_s)
         self._down_until = 0.0
 
-    def _keys(self, user_id: str) -> tuple[str, str]:
-        return f"{self.prefix}:r:{user_id}", f"{self.prefix}:s:{user_id}"
+    def _keys(self, user_id: str) -> tuple[str, str, str]:
+        """Sorted sets of the user's recent items, blend seeds and refused items."""
+        return (f"{self.prefix}:r:{user_id}", f"{self.prefix}:s:{user_id}",
+                f"{self.prefix}:n:{user_id}")
 
     def _check(self) -> None:
         if self._down_until and self.clock() < self._down_until:
@@ -214,10 +224,10 @@ class RedisStore:
         last = self.cap - 1
         commands: list[list[str | int | float]] = []
         for user in user_ids:
-            rkey, skey = self._keys(user)
-            commands += [["ZREVRANGE", rkey, 0, last], ["ZREVRANGE", skey, 0, last]]
+            commands += [["ZREVRANGE", key, 0, last] for key in self._keys(user)]
         out = await self._run(commands)
-        return [Recent(tuple(out[i]), tuple(out[i + 1])) for i in range(0, len(out), 2)]
+        return [Recent(tuple(out[i]), tuple(out[i + 1]), tuple(out[i + 2]))
+                for i in range(0, len(out), 3)]
 
     async def recent(self, user_id: str) -> Recent:
         return (await self.recent_many([user_id]))[0]
@@ -226,10 +236,12 @@ class RedisStore:
         commands: list[list[str | int | float]] = []
         touched: dict[str, None] = {}
         for ev in events:
-            rkey, skey = self._keys(ev.user_id)
+            rkey, skey, nkey = self._keys(ev.user_id)
             commands.append(["ZADD", rkey, "GT", repr(float(ev.ts)), ev.item_id])
             if ev.positive:
                 commands.append(["ZADD", skey, "GT", repr(float(ev.ts)), ev.item_id])
+            if ev.refused:
+                commands.append(["ZADD", nkey, "GT", repr(float(ev.ts)), ev.item_id])
             touched[ev.user_id] = None
         for user in touched:
             for key in self._keys(user):

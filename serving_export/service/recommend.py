@@ -112,6 +112,8 @@ class _Gate:
             excluded.update(rel.purchased_rows(user_row))
         if user_row >= 0:  # negative feedback is not a filter: the user said no
             excluded.update(rel.blocked_rows(user_row))
+        if recent.refused:  # ... and so is what they said since the release
+            excluded.update(r for r in map(rel.item_row, recent.refused) if r >= 0)
         if filters.exclude_item_ids:
             excluded.update(r for r in map(rel.item_row, filters.exclude_item_ids) if r >= 0)
         self.excluded = excluded

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from conf.errors import SpoolError
+from conf.pipeline import NEGATIVE_FEEDBACK
 from conf.serving import ServingSettings
 from serving_export.service.errors import ERRORS, JSON, ApiError, clean_errors, summary
 from serving_export.service.models import EventBatch, EventsAccepted
@@ -65,7 +66,8 @@ def add_routes(app: FastAPI, state: ServiceState, settings: ServingSettings) -> 
                 "ts": ts.isoformat().replace("+00:00", "Z"), "surface": ev.surface,
             })
             interactions_.append(Interaction(ev.user_id, ev.item_id, ts.timestamp(),
-                                             ev.event_type not in NEGATIVE_EVENTS))
+                                             ev.event_type not in NEGATIVE_EVENTS,
+                                             ev.event_type in NEGATIVE_FEEDBACK))
         try:
             await state.record_events(records)
         except (SpoolError, OSError) as exc:

@@ -68,6 +68,10 @@ def test_a_hide_is_suppressed_in_the_next_answer_and_blocks_feed_no_blend(server
                                      "event_type": "hide"}]})
     assert r.status_code == 202, r.text
     assert "i3" not in ids(get(server, "/recommendations/users/alice", n=3))
+    # not a filter: an app that asks to keep recent items still never sees it
+    keep = json.dumps({"exclude_recent": False, "exclude_purchased": False})
+    assert ids(get(server, "/recommendations/users/alice", n=3, filters=keep)) == [
+        "i2", "i5", "i6"]
     # bob clicks i1: the blend draws on i1's similar items i5 (bob blocked it), i8, i2
     r = httpx.post(server.url + "/events/interactions", headers={"X-API-Key": KEY},
                    json={"events": [{"user_id": "bob", "item_id": "i1",

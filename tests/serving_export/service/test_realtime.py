@@ -99,3 +99,30 @@ def test_redis_down_raises_unavailable_then_fails_fast(tmp_path):
         await store.close()
 
     _run(scenario())
+
+
+def _refusals(store) -> tuple:
+    async def scenario():
+        await store.record(_clicks("u", ["a", "b"]))
+        await store.record([Interaction("u", "b", 5.0, False, True),   # hid b after clicking
+                            Interaction("u", "z", 6.0, False, True),
+                            Interaction("u", "k", 7.0, False)])        # a skip: not refused
+        recent = await store.recent("u")
+        await store.close()
+        return recent
+    return _run(scenario())
+
+
+def test_refused_items_are_kept_apart_from_recent_items_and_seeds():
+    recent = _refusals(InProcessStore(cap=5, ttl_s=100, max_users=10))
+    assert recent.refused == ("z", "b")
+    assert recent.items == ("k", "z", "b", "a") and recent.seeds == ("b", "a")
+
+
+@pytest.mark.redis
+@pytest.mark.usefixtures("needs_redis")
+def test_redis_store_keeps_refused_items(tmp_path):
+    with RedisServer(tmp_path) as server:
+        recent = _refusals(RedisStore(server.url, cap=5, ttl_s=120, timeout_s=0.5))
+    assert recent.refused == ("z", "b")
+    assert recent.items == ("k", "z", "b", "a") and recent.seeds == ("b", "a")
