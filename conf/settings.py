@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from conf.evaluation import EvaluationSettings
 from conf.events import EventStreamSettings
+from conf.experiments import ExperimentSettings
 from conf.gate import GateSettings, MlflowSettings, OfflineEvalSettings
 from conf.index import IndexSettings
 from conf.pipeline import AlsSettings, IngestSettings, MatrixSettings
@@ -87,6 +88,8 @@ class Settings(Section):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     events: EventStreamSettings = Field(default_factory=EventStreamSettings)
+    experiments: list[ExperimentSettings] = Field(default_factory=list)
+    """Online experiments (``recpipe experiment report --name X``)."""
 
     @model_validator(mode="before")
     @classmethod

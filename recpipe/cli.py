@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluation.offline", "offline evaluation of a model version"),
     "gate": ("evaluation.gate", "promotion gate against the champion"),
     "report": ("evaluation.report", "HTML report with plots"),
+    "experiment": ("evaluation.experiment", "online experiments: per-variant report with "
+                                            "intervals over users and a sample-ratio check"),
     "export": ("serving_export.release.export", "write the release of a date (and --publish it)"),
     "release": ("serving_export.release.cli",
                 "releases: list, show, verify, publish, rollback, prune, history"),
