@@ -4,7 +4,6 @@ numpy arrays and Arrow files (no pickle) and served as a pyfunc (top-k items of 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import scipy.sparse as sp
 from mlflow.pyfunc import PythonModel
 
 from algorithms.topk import topk_inner_product
+from evaluation.ids import IdsLike, id_array, rows_in
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ _REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "threadpoolctl
 
 
 # -- the embedding model --------------------------------------------------------------------
-def _ids_table(ids: Sequence[str]) -> pa.Table:
-    return pa.table({"id": pa.array([str(i) for i in ids], pa.string())})
+def _ids_table(ids: pa.Array) -> pa.Table:
+    return pa.table({"id": ids})
 
 
 def _vectors(values: np.ndarray | None, n: int, what: str) -> np.ndarray:
@@ -46,37 +46,48 @@ class EmbeddingModel(PythonModel):
     """User and item vectors with their id maps; scores are inner products.
 
     Attributes:
-        user_ids: (U,) user ids; row ``u`` of ``user_vectors`` is ``user_ids[u]``.
+        user_id_array: (U,) Arrow user ids; row ``u`` of ``user_vectors`` is id ``u``.
         user_vectors: float32 (U, F).
-        item_ids: (I,) item ids; row ``i`` of ``item_vectors`` is ``item_ids[i]``.
+        item_id_array: (I,) Arrow item ids; row ``i`` of ``item_vectors`` is id ``i``.
         item_vectors: float32 (I, F).
+
+    Ids stay in Arrow (no Python object per id) and are looked up by Arrow's hash kernels;
+    ``user_ids`` and ``item_ids`` give them as numpy arrays for people and tests.
     """
 
-    def __init__(self, user_ids: Sequence[str] = (), user_vectors: np.ndarray | None = None,
-                 item_ids: Sequence[str] = (), item_vectors: np.ndarray | None = None) -> None:
+    def __init__(self, user_ids: IdsLike = (), user_vectors: np.ndarray | None = None,
+                 item_ids: IdsLike = (), item_vectors: np.ndarray | None = None) -> None:
         self._set(user_ids, user_vectors, item_ids, item_vectors)
 
-    def _set(self, user_ids: Sequence[str], user_vectors: np.ndarray | None,
-             item_ids: Sequence[str], item_vectors: np.ndarray | None) -> None:
-        self.user_ids = np.asarray([str(u) for u in user_ids], dtype=object)
-        self.item_ids = np.asarray([str(i) for i in item_ids], dtype=object)
-        self.user_vectors = _vectors(user_vectors, len(self.user_ids), "user_vectors")
-        self.item_vectors = _vectors(item_vectors, len(self.item_ids), "item_vectors")
-        if self.user_vectors.shape[1] != self.item_vectors.shape[1] and len(self.user_ids) \
-                and len(self.item_ids):
+    def _set(self, user_ids: IdsLike, user_vectors: np.ndarray | None,
+             item_ids: IdsLike, item_vectors: np.ndarray | None) -> None:
+        self.user_id_array = id_array(user_ids)
+        self.item_id_array = id_array(item_ids)
+        n_users, n_items = len(self.user_id_array), len(self.item_id_array)
+        self.user_vectors = _vectors(user_vectors, n_users, "user_vectors")
+        self.item_vectors = _vectors(item_vectors, n_items, "item_vectors")
+        if self.user_vectors.shape[1] != self.item_vectors.shape[1] and n_users and n_items:
             raise ValueError(f"user vectors have {self.user_vectors.shape[1]} dimensions but "
                              f"item vectors have {self.item_vectors.shape[1]}")
-        self._user_row = {u: i for i, u in enumerate(self.user_ids)}
-        self._item_row = {u: i for i, u in enumerate(self.item_ids)}
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """The user ids as a numpy object array (a copy: for people and tests)."""
+        return self.user_id_array.to_numpy(zero_copy_only=False)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """The item ids as a numpy object array (a copy: for people and tests)."""
+        return self.item_id_array.to_numpy(zero_copy_only=False)
 
     # -- MLflow interface ---------------------------------------------------------------
     def load_context(self, context: Any) -> None:
         """Read the vectors and id maps from the logged artifacts."""
         paths = context.artifacts
 
-        def ids(name: str) -> list[str]:
+        def ids(name: str) -> pa.Array:
             with pa.memory_map(paths[name]) as source:
-                return pa.ipc.open_file(source).read_all().column("id").to_pylist()
+                return pa.ipc.open_file(source).read_all().column("id").combine_chunks()
 
         self._set(ids("users"), np.load(paths["user_vectors"], allow_pickle=False),
                   ids("items"), np.load(paths["item_vectors"], allow_pickle=False))
@@ -100,7 +111,8 @@ class EmbeddingModel(PythonModel):
         q, col = np.nonzero(rows >= 0)
         return pd.DataFrame({
             "user_id": np.asarray(users, dtype=object)[q],
-            "item_id": self.item_ids[rows[q, col]],
+            "item_id": self.item_id_array.take(pa.array(rows[q, col])).to_numpy(
+                zero_copy_only=False),
             "score": scores[q, col].astype(np.float64),
             "rank": (col + 1).astype(np.int64),
         })
@@ -115,15 +127,15 @@ class EmbeddingModel(PythonModel):
         return int((~np.isfinite(self.user_vectors)).sum()
                    + (~np.isfinite(self.item_vectors)).sum())
 
-    def user_rows(self, user_ids: Sequence[str]) -> np.ndarray:
+    def user_rows(self, user_ids: IdsLike) -> np.ndarray:
         """(Q,) int64 rows of ``user_ids`` (-1 for unknown users)."""
-        return np.array([self._user_row.get(u, -1) for u in user_ids], dtype=np.int64)
+        return rows_in(self.user_id_array, user_ids)
 
-    def item_rows(self, item_ids: Sequence[str]) -> np.ndarray:
+    def item_rows(self, item_ids: IdsLike) -> np.ndarray:
         """(N,) int64 rows of ``item_ids`` (-1 for unknown items)."""
-        return np.array([self._item_row.get(i, -1) for i in item_ids], dtype=np.int64)
+        return rows_in(self.item_id_array, item_ids)
 
-    def recommend(self, user_ids: Sequence[str], k: int,
+    def recommend(self, user_ids: IdsLike, k: int,
                   exclude: sp.spmatrix | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k items by inner product for each user.
 
@@ -147,11 +159,11 @@ class EmbeddingModel(PythonModel):
         scores = np.full((q, k), -np.inf, dtype=np.float32)
         urows = self.user_rows(user_ids)
         known = np.flatnonzero(urows >= 0)
-        if not len(known) or not len(self.item_ids):
+        if not len(known) or not len(self.item_id_array):
             return rows, scores
         excl = None if exclude is None else sp.csr_matrix(exclude)[known]
         got, sims = topk_inner_product(self.user_vectors[urows[known]], self.item_vectors,
-                                       min(k, len(self.item_ids)), exclude=excl)
+                                       min(k, len(self.item_id_array)), exclude=excl)
         rows[known, : got.shape[1]] = got
         scores[known, : got.shape[1]] = sims
         return rows, scores
@@ -170,7 +182,7 @@ def pip_requirements() -> list[str]:
 def write_artifacts(model: EmbeddingModel, folder: Path) -> dict[str, str]:
     paths = {name: folder / f"{name}.{'arrow' if name in ('users', 'items') else 'npy'}"
              for name in _ARTIFACTS}
-    for name, ids in (("users", model.user_ids), ("items", model.item_ids)):
+    for name, ids in (("users", model.user_id_array), ("items", model.item_id_array)):
         table = _ids_table(ids)
         with pa.OSFile(str(paths[name]), "wb") as sink, \
                 pa.ipc.new_file(sink, table.schema) as writer:

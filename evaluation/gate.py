@@ -33,12 +33,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from conf import Settings
 from conf.errors import EmptyInput, NoCandidate
 from conf.gate import EvalSections, GateSettings, eval_sections, parse_metric
 from evaluation.holdout import Holdout, build_holdout
+from evaluation.ids import id_array
 from evaluation.metrics import catalogue_coverage, ranking_metrics_per_user
 from evaluation.metrics_input import nan_mean
 from evaluation.offline import evaluation_table, read_inputs, write_rows
@@ -181,16 +183,16 @@ def score_model(model: EmbeddingModel | None, holdout: Holdout, cfg: GateSetting
     one with non-finite vectors scores NaN.
     """
     nan = {m: float("nan") for m in cfg.metrics}
-    if model is None or model.non_finite() or not len(model.item_ids):
+    if model is None or model.non_finite() or not len(model.item_id_array):
         return nan, float("nan")
     width = popular.shape[1]
     recs = model_lists(model, holdout, width, fallback=popular)
-    known = model.user_rows(list(holdout.user_ids)) >= 0
+    known = model.user_rows(holdout.user_ids) >= 0
+    n_items = len(model.item_id_array)
     to_model = np.full(len(holdout.items), -1, np.int64)
-    to_model[holdout.items.rows(list(model.item_ids))] = np.arange(len(model.item_ids))
+    to_model[holdout.items.rows(model.item_id_array)] = np.arange(n_items)
     own = np.where(recs[known] >= 0, to_model[np.maximum(recs[known], 0)], -1)
-    return (_metrics(recs, holdout, cfg),
-            catalogue_coverage(own, len(model.item_ids), cfg.coverage_k))
+    return (_metrics(recs, holdout, cfg), catalogue_coverage(own, n_items, cfg.coverage_k))
 
 
 def _metrics(recs: np.ndarray, holdout: Holdout, cfg: GateSettings) -> dict[str, float]:
@@ -231,10 +233,9 @@ def read_verdict(lake: Lake, ds: str) -> dict[str, Any] | None:
         return None
     mine = rows.filter(pc.and_(pc.equal(rows["stage"], GATE_PREFIX),
                                pc.equal(rows["metric"], "passed")))
-    for details in pc.drop_null(mine["details"]).to_pylist():  # the gate's own row
-        if details:
-            return json.loads(details)
-    return None
+    details = pc.drop_null(mine["details"])  # the gate's own row: one per judged date
+    details = details.filter(pc.greater(pc.utf8_length(details), 0))
+    return json.loads(details[0].as_py()) if len(details) else None
 
 
 def served_metrics(lake: Lake, ds: str, cfg: GateSettings) -> dict[str, float] | None:
@@ -246,8 +247,8 @@ def served_metrics(lake: Lake, ds: str, cfg: GateSettings) -> dict[str, float] |
                                                       "value"])
     if rows is None:
         return None
-    served = rows.filter(pc.and_(pc.equal(rows["stage"], cfg.served_stage),
-                                 pc.equal(rows["slice"], "all")))  # a few metric rows
+    served = rows.filter(pc.and_(pc.equal(rows["stage"], cfg.served_stage),  # one stage:
+                                 pc.equal(rows["slice"], "all")))  # metrics x cutoffs rows
     found = {f"{r['metric']}@{r['k']}": r["value"] for r in served.to_pylist()}
     values = {name: found[name] for name in cfg.metrics if name in found}
     return values if len(values) == len(cfg.metrics) else None
@@ -324,8 +325,8 @@ def judge_date(settings: Settings, ds: str, sections: EvalSections | None = None
         ref_v = registry.alias_version(client, name, registry.PREVIOUS) if already else champ_v
         candidate = registry.load_embeddings(name, cand_v.version)
         reference = None if ref_v is None else registry.load_embeddings(name, ref_v.version)
-        items = inputs.catalogue + list(candidate.item_ids) + (
-            [] if reference is None else list(reference.item_ids))
+        items = pa.chunked_array([id_array(inputs.catalogue), *(
+            m.item_id_array for m in (candidate, reference) if m is not None)])
         holdout = build_holdout(inputs.events, inputs.train, items, cfg.offline,
                                 settings.seed)
         if holdout.n_users == 0:

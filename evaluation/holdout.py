@@ -23,7 +23,7 @@ then items only the truth mentions, so catalogue coverage is taken over ``C`` it
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from conf.gate import OfflineEvalSettings
 from conf.pipeline import NEGATIVE_FEEDBACK
+from evaluation.ids import IdsLike, id_array, rows_in
 from evaluation.metrics_input import PAD
 
 log = logging.getLogger(__name__)
@@ -44,29 +45,35 @@ SLICES = ("all", "cold_users", "heavy_users", "cold_items")
 class ItemIndex:
     """Item ids <-> rows: the ``C`` catalogue items first (sorted), then the rest (sorted).
 
+    The ids stay one Arrow array (no Python object per item); lookups run in Arrow.
+
     Attributes:
-        ids: (I,) item ids; row ``i`` is ``ids[i]``.
         n_catalogue: C, the number of recommendable items (rows ``0 .. C-1``).
     """
 
-    def __init__(self, catalogue: Iterable[str], others: Iterable[str] = ()) -> None:
-        cat = sorted({str(i) for i in catalogue})
-        rest = sorted({str(i) for i in others} - set(cat))
-        self.ids = np.asarray(cat + rest, dtype=object)
+    def __init__(self, catalogue: IdsLike, others: IdsLike = ()) -> None:
+        cat = _sorted_unique(catalogue)
+        rest = _sorted_unique(others)
+        rest = rest.filter(pc.invert(pc.is_in(rest, value_set=cat)))
+        self._arrow_ids = pa.concat_arrays([cat, rest])
         self.n_catalogue = len(cat)
-        self._row = {item: i for i, item in enumerate(self.ids)}
-        self._arrow_ids = pa.array(self.ids.tolist(), pa.string())
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(I,) item ids as a numpy object array (a copy: for people and tests)."""
+        return self._arrow_ids.to_numpy(zero_copy_only=False)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._arrow_ids)
 
-    def rows(self, ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    def rows(self, ids: IdsLike) -> np.ndarray:
         """(N,) int64 rows of ``ids``; -1 for an id not in the index."""
-        if isinstance(ids, pa.Array | pa.ChunkedArray):  # looked up by Arrow, in C
-            found = pc.index_in(ids.cast(pa.string()), value_set=self._arrow_ids)
-            return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return np.fromiter((self._row.get(i, -1) for i in ids), dtype=np.int64,
-                           count=len(ids))
+        return rows_in(self._arrow_ids, ids)
+
+
+def _sorted_unique(ids: IdsLike) -> pa.Array:
+    unique = pc.unique(id_array(ids))
+    return unique.take(pc.sort_indices(unique))
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ def pair_matrix(user_pos: np.ndarray, item_rows: np.ndarray, shape: tuple[int, i
     return out
 
 
-def build_holdout(events: pa.Table, train: pa.Table, catalogue: Iterable[str],
+def build_holdout(events: pa.Table, train: pa.Table, catalogue: IdsLike,
                   cfg: OfflineEvalSettings, seed: int) -> Holdout:
     """The holdout from its events and the model's training rows.
 
@@ -178,8 +185,8 @@ def build_holdout(events: pa.Table, train: pa.Table, catalogue: Iterable[str],
     # the training matrix is read column-wise by Arrow: only distinct ids become Python
     train_users = train["user_id"].cast(pa.string())
     train_item_ids = train["item_id"].cast(pa.string())
-    items = ItemIndex([*catalogue, *pc.unique(train_item_ids).to_pylist()],
-                      pc.unique(pos["item_id"]).to_pylist())
+    items = ItemIndex(pa.chunked_array([id_array(catalogue), id_array(train_item_ids)]),
+                      pos["item_id"])
     shape = (len(users), len(items))
 
     def upos(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:

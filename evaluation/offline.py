@@ -44,6 +44,7 @@ from evaluation.holdout import (
     positive_events,
     sample_users,
 )
+from evaluation.ids import id_array
 from evaluation.metrics import (
     RANKING_METRICS,
     catalogue_coverage,
@@ -100,7 +101,7 @@ class Inputs:
     window: tuple[str, str]
     events: pa.Table
     train: pa.Table
-    catalogue: list[str]
+    catalogue: pa.ChunkedArray
     lineage: dict[str, int | None]
 
 
@@ -122,7 +123,7 @@ def read_inputs(lake: Lake, settings: Settings, ds: str) -> Inputs:
         raise EmptyInput(f"{TRAINING_MATRIX.name} has no rows for ds={ds}")
     items_ds = latest_partition_at_or_before(lake, SILVER_ITEMS.name, ds)
     catalogue = lake.read_arrow(SILVER_ITEMS.name, [items_ds] if items_ds else [],
-                                ["item_id"]).column("item_id").to_pylist()
+                                ["item_id"]).column("item_id")
     lineage = {name: lake.version(name) for name in LINEAGE_TABLES}
     return Inputs(window, events, train, catalogue, lineage)
 
@@ -148,12 +149,12 @@ def read_model(lake: Lake, ds: str) -> tuple[str, EmbeddingModel]:
     items = read_partition(lake, ITEM_EMBEDDINGS.name, ds, cols)
     if users is None or items is None:
         raise EmptyInput(f"{USER_EMBEDDINGS.name} and {ITEM_EMBEDDINGS.name} need rows for ds={ds}")
-    versions = set(users["model_version"].to_pylist()) | set(items["model_version"].to_pylist())
+    versions = set(pc.unique(users["model_version"]).to_pylist()) | set(
+        pc.unique(items["model_version"]).to_pylist())
     if len(versions) != 1:
         raise ValueError(f"embeddings of ds={ds} hold {len(versions)} model versions: "
                          f"{sorted(versions)}")
-    model = EmbeddingModel(users["id"].to_pylist(), _matrix(users),
-                           items["id"].to_pylist(), _matrix(items))
+    model = EmbeddingModel(users["id"], _matrix(users), items["id"], _matrix(items))
     return versions.pop(), model
 
 
@@ -289,8 +290,9 @@ def evaluate(settings: Settings, ds: str, sections: EvalSections | None = None
         raise EmptyInput(f"no positive holdout event between {inputs.window[0]} and "
                          f"{inputs.window[1]}")
     tables = read_stage_tables(lake, ds, users)
-    recommendable = inputs.catalogue + list(model.item_ids) + [
-        i for t in tables.values() for i in t["item_id"].to_pylist()]
+    recommendable = pa.chunked_array(
+        [id_array(inputs.catalogue), model.item_id_array,
+         *(id_array(t["item_id"]) for t in tables.values())], pa.string())
     holdout = build_holdout(inputs.events, inputs.train, recommendable, cfg.offline,
                             settings.seed)
     rows = score_all(model, holdout, tables, cfg.offline.ks)

@@ -180,8 +180,8 @@ def register_embeddings(client: MlflowClient, run_id: str, name: str, model: Emb
 
     tags = {TAG_DS: ds, TAG_MODEL_VERSION: model_version, TAG_EVAL_RUN: run_id,
             **{f"{LAKE_TAG_PREFIX}{t}": str(v) for t, v in lineage.items() if v is not None}}
-    example = pd.DataFrame({"user_id": [str(model.user_ids[0]) if len(model.user_ids)
-                                        else "u"]})
+    example = pd.DataFrame({"user_id": [model.user_id_array[0].as_py()
+                                        if len(model.user_id_array) else "u"]})
     output = pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "score": [0.0], "rank": [1]})
     with tempfile.TemporaryDirectory(prefix="recpipe-emb-") as tmp, \
             warnings.catch_warnings():

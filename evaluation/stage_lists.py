@@ -67,11 +67,11 @@ def model_lists(model: EmbeddingModel, holdout: Holdout, width: int,
     Raises:
         ValueError: the model has an item the holdout's index lacks, or non-finite vectors.
     """
-    to_index = holdout.items.rows(list(model.item_ids))
+    to_index = holdout.items.rows(model.item_id_array)
     if (to_index < 0).any():
         raise ValueError(f"{int((to_index < 0).sum())} model items are not in the item index")
     exclude = holdout.seen[:, to_index]
-    rows, _ = model.recommend(list(holdout.user_ids), width, exclude)
+    rows, _ = model.recommend(holdout.user_ids, width, exclude)
     recs = np.where(rows >= 0, to_index[np.maximum(rows, 0)], -1)
     if fallback is not None:
         unknown = model.user_rows(list(holdout.user_ids)) < 0

@@ -138,7 +138,8 @@ def lake(settings):
 def holdout(lake, settings):
     inputs = read_inputs(lake, settings, DS)
     _, model = read_model(lake, DS)
-    return build_holdout(inputs.events, inputs.train, inputs.catalogue + list(model.item_ids),
+    return build_holdout(inputs.events, inputs.train,
+                         [*inputs.catalogue.to_pylist(), *model.item_ids],
                          OfflineEvalSettings(), seed=1)
 
 
