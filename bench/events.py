@@ -36,6 +36,7 @@ from typing import Any
 
 from bench.events_client import Books, EventSource, Poster, closed_loop, fixed_rate
 from bench.kafka_broker import KafkaBroker
+from bench.load import wait_ready
 from bench.redis_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,22 +102,6 @@ class Stack:
         if proc is not None and proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"service at {url} not ready within {timeout_s:.0f} s")
 
 
 async def chaos(stack: Stack) -> None:

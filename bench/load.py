@@ -32,6 +32,30 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Wait until the service at ``url`` answers ``/readyz`` with 200; its body.
+
+    Raises:
+        RuntimeError: the process exited (with its last stderr, if captured) or the service
+            was not ready in time.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url + "/readyz", timeout=1)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            err = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"service exited with {proc.returncode}: {err}")
+        time.sleep(0.1)
+    raise RuntimeError(f"service at {url} not ready within {timeout_s:.0f} s")
+
+
 def _ms(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
     if not match:

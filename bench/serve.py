@@ -40,6 +40,7 @@ from bench.load import (
     run_wrk,
     similar_script,
     user_script,
+    wait_ready,
 )
 from bench.serve_scale import scale
 from conf.errors import RecpipeError, UsageError
@@ -70,30 +71,13 @@ def _serving(root: Path, workdir: Path, answer_cache: bool = True,
              extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
              ready_s: float = 60.0) -> Iterator[tuple[subprocess.Popen, str, dict[str, Any]]]:
     """``recpipe serve`` on a free loopback port, ready: (process, url, ``/readyz`` body)."""
-    import httpx
-
     from bench.redis_server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _start_service(root, workdir, port, answer_cache, extra_args, extra_env)
     try:
-        deadline = time.monotonic() + ready_s
-        ready: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            try:
-                r = httpx.get(url + "/readyz", timeout=1)
-                if r.status_code == 200:
-                    ready = r.json()
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited: {proc.stderr.read()[-2000:]}")
-            time.sleep(0.1)
-        if not ready:
-            raise RuntimeError(f"service not ready within {ready_s:.0f} s")
-        yield proc, url, ready
+        yield proc, url, wait_ready(url, proc, ready_s)
     finally:
         proc.terminate()
         try:

@@ -32,7 +32,7 @@ from jobs.als_fit import fold_in_users
 
 __all__ = [
     "FoldInError", "HourWindow", "backfill_lists", "changed_users", "fold_vectors",
-    "foldin_matrix", "hour_window", "merge_purchased", "new_events", "recent_items",
+    "foldin_matrix", "hour_window", "merge_user_items", "new_events", "recent_items",
     "release_id",
 ]
 
@@ -181,7 +181,7 @@ def fold_vectors(item_vecs: np.ndarray, user_items: sp.csr_matrix, als: AlsSetti
     return vectors, has
 
 
-def merge_purchased(previous: Mapping[str, Sequence[str]], new: pa.Table,
+def merge_user_items(previous: Mapping[str, Sequence[str]], new: pa.Table,
                     types: Collection[str] = ("purchase",)) -> dict[str, list[str]]:
     """Items per user: ``previous`` lists plus the items of ``new`` events of ``types``
     (purchases; or the negative feedback types for the block list).

@@ -60,10 +60,6 @@ def items_by_user(events: pa.Table, types: tuple[str, ...], name: str) -> pa.Tab
     return grouped.rename_columns(["user_id", name])
 
 
-def purchased_by_user(events: pa.Table) -> pa.Table:
-    """``user_id, purchased`` (list of item ids) from interaction rows of type purchase."""
-    return items_by_user(events, ("purchase",), "purchased")
-
 
 def read_verdict(lake: Lake, ds: str) -> tuple[GateVerdict, dict[str, float]]:
     """The gate's verdict and headline metrics for ``ds`` from ``gold/evaluation``.
@@ -133,7 +129,7 @@ def collect(settings: Settings, lake: Lake, ds: str) -> tuple[ReleaseData, dict]
     dates = [d for d in lake.partitions(SILVER_INTERACTIONS.name) if d <= ds]
     events = lake.read_arrow(SILVER_INTERACTIONS.name, dates,
                              columns=["user_id", "item_id", "event_type"])
-    bought = purchased_by_user(events)
+    bought = items_by_user(events, ("purchase",), "purchased")
     bought_of = dict(zip(bought.column("user_id").to_pylist(),
                          bought.column("purchased").to_pylist(), strict=True))
     said_no = items_by_user(events, NEGATIVE_FEEDBACK, "blocked")

@@ -35,7 +35,7 @@ from conf import Settings
 from conf.errors import FoldInError, ReleaseNotFound
 from conf.pipeline import NEGATIVE_FEEDBACK
 from jobs.cli_common import parse_ds, parse_hour
-from jobs.foldin import changed_users, hour_window, merge_purchased, recent_items, release_id
+from jobs.foldin import changed_users, hour_window, merge_user_items, recent_items, release_id
 from jobs.lake import Lake
 from jobs.tables import SILVER_INTERACTIONS
 from jobs.user_segments import segments_as_of
@@ -211,8 +211,8 @@ def run(spark: SparkSession, settings: Settings, ds: str, hour: int, parent_id: 
                                 candidate_users(spark, window_events, frame, settings), users)
         previous = {u: [rel.item_id(int(r)) for r in rel.purchased(rel.user_row(u))]
                     for u in users}
-        purchased = merge_purchased(previous, fresh)
-        blocked = merge_purchased(
+        purchased = merge_user_items(previous, fresh)
+        blocked = merge_user_items(
             {u: [rel.item_id(int(r)) for r in rel.blocked_rows(rel.user_row(u))]
              for u in users}, fresh, NEGATIVE_FEEDBACK)
         folded = [u for u, ok in zip(users, has, strict=True) if ok]

@@ -99,6 +99,10 @@ def top_ids(rel: Release, surface: str, user: str, k: int) -> list[str]:
     return [rel.item_id(int(r)) for r in rows]
 
 
+def _share(part: float, whole: float) -> float:
+    return float(part / whole) if whole else 0.0
+
+
 def list_figures(new: Release, live: Release, users: list[str], cfg: PreswapSettings
                  ) -> dict[str, float]:
     """``churn``, ``coverage_ratio``, ``removed_share`` and ``head_share`` (new, live)."""
@@ -122,12 +126,11 @@ def list_figures(new: Release, live: Release, users: list[str], cfg: PreswapSett
         slots_live += len(b)
         head_new += sum(i in head for i in a)
         head_live += sum(i in head for i in b)
-    share = lambda part, whole: float(part / whole) if whole else 0.0  # noqa: E731
     return {"churn": float(np.mean(churn)) if churn else 0.0,
             "coverage_new": len(seen_new), "coverage_live": len(seen_live),
-            "coverage_ratio": share(len(seen_new), len(seen_live)) if seen_live else 1.0,
-            "removed_share": share(removed, slots),
-            "head_share_new": share(head_new, slots), "head_share_live": share(head_live,
+            "coverage_ratio": _share(len(seen_new), len(seen_live)) if seen_live else 1.0,
+            "removed_share": _share(removed, slots),
+            "head_share_new": _share(head_new, slots), "head_share_live": _share(head_live,
                                                                                 slots_live)}
 
 

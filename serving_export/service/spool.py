@@ -36,6 +36,11 @@ DONE_SUFFIX = ".jsonl"
 
 
 
+def encode_event(record: Mapping[str, Any]) -> bytes:
+    """One event as a spool line (and a Kafka message) carries it, without the newline."""
+    return json.dumps({k: record.get(k) for k in COLUMNS}, separators=(",", ":")).encode()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -131,10 +136,7 @@ class EventSpool:
         """
         if not records:
             return
-        data = b"".join(
-            json.dumps({k: r.get(k) for k in COLUMNS}, separators=(",", ":")).encode() + b"\n"
-            for r in records
-        )
+        data = b"".join(encode_event(r) + b"\n" for r in records)
         with self._lock:
             try:
                 if self._fh is not None and (

@@ -17,7 +17,6 @@ once, and a claim left by a dead process is taken back.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -29,10 +28,10 @@ from typing import Any
 from conf.errors import SpoolError
 from conf.events import EventStreamSettings
 from serving_export.service.spool import (
-    COLUMNS,
     EventSpool,
     GroupCommitSpool,
     _pid_alive,
+    encode_event,
     read_spool,
 )
 
@@ -40,11 +39,6 @@ logger = logging.getLogger(__name__)
 
 DRAINING = ".draining-"
 FALLBACK_ROTATE_BYTES = 16 * 1024 * 1024
-
-
-def encode(record: Mapping[str, Any]) -> bytes:
-    """One event as the topic carries it: the spool's JSON line, without the newline."""
-    return json.dumps({k: record.get(k) for k in COLUMNS}, separators=(",", ":")).encode()
 
 
 class EventStream:
@@ -126,7 +120,7 @@ class EventStream:
 
         for k, record in enumerate(records):
             try:
-                self.producer.produce(self.cfg.topic, encode(record),
+                self.producer.produce(self.cfg.topic, encode_event(record),
                                       str(record["user_id"]).encode(),
                                       on_delivery=lambda err, _msg, k=k: arrived(k, err))
             except Exception as exc:  # BufferError (queue full) or KafkaException
@@ -218,7 +212,7 @@ class EventStream:
                 errors.append(err)
         while True:
             try:
-                self.producer.produce(self.cfg.topic, encode(record),
+                self.producer.produce(self.cfg.topic, encode_event(record),
                                       str(record["user_id"]).encode(), on_delivery=callback)
                 return
             except BufferError:  # the local queue is full: let deliveries catch up
@@ -233,4 +227,4 @@ class EventStream:
         self.spool.close()
 
 
-__all__ = ["EventStream", "SpoolError", "encode"]
+__all__ = ["EventStream", "SpoolError"]

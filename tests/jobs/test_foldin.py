@@ -14,7 +14,7 @@ from jobs.foldin import (
     fold_vectors,
     foldin_matrix,
     hour_window,
-    merge_purchased,
+    merge_user_items,
     new_events,
     recent_items,
     release_id,
@@ -120,7 +120,7 @@ def test_merge_purchased_adds_new_purchases_once():
                      ("u", "i1", "purchase", "2024-03-05T08:10:00"),
                      ("u", "i4", "click", "2024-03-05T08:20:00"),
                      ("n", "i2", "purchase", "2024-03-05T08:30:00")])
-    got = merge_purchased({"u": ["i1"], "k": ["i5"]}, fresh)
+    got = merge_user_items({"u": ["i1"], "k": ["i5"]}, fresh)
     assert got == {"u": ["i1", "i3"], "k": ["i5"], "n": ["i2"]}
 
 
@@ -156,5 +156,5 @@ def test_block_lists_grow_with_the_hours_negative_feedback_only():
                      ("u", "i4", "click", "2024-03-05T08:20:00"),
                      ("u", "i1", "dislike", "2024-03-05T08:25:00"),
                      ("n", "i2", "not_interested", "2024-03-05T08:30:00")])
-    got = merge_purchased({"u": ["i1"]}, fresh, ("hide", "not_interested", "dislike"))
+    got = merge_user_items({"u": ["i1"]}, fresh, ("hide", "not_interested", "dislike"))
     assert got == {"u": ["i1", "i3"], "n": ["i2"]}
